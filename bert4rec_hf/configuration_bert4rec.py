@@ -1,0 +1,91 @@
+"""BERT4Rec model configuration."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+# Token ids 0 and 1 are the two special tokens; items are token ids 2 .. num_items + 1.
+NUM_SPECIAL_TOKENS = 2
+
+
+@strict
+class Bert4RecConfig(PreTrainedConfig):
+    r"""
+    Configuration of a BERT4Rec model (Sun et al., CIKM 2019). The defaults are the paper's architecture
+    (hidden 64, 2 layers, 2 heads, intermediate 256, GELU, attention dropout 0.2).
+
+    The vocabulary is `num_items + 2` tokens: `[PAD]` and `[MASK]` take token ids 0 and 1 (in either order), and the
+    items take token ids `2 .. num_items + 1`. A `Bert4RecTokenizer` maps a catalogue's own item ids to those.
+
+    Example:
+
+    ```python
+    >>> from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM
+
+    >>> config = Bert4RecConfig(num_items=3416, max_position_embeddings=200)
+    >>> model = Bert4RecForMaskedLM(config)
+    ```
+    """
+
+    model_type = "bert4rec"
+
+    num_items: int = 1000
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    intermediate_size: int = 256
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.2
+    attention_probs_dropout_prob: float | int = 0.2
+    max_position_embeddings: int = 200
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+    mask_token_id: int = 1
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._check_settings()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_items + NUM_SPECIAL_TOKENS
+
+    @property
+    def first_item_token_id(self) -> int:
+        return NUM_SPECIAL_TOKENS
+
+    def _check_settings(self):
+        positive = ("num_items", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                    "max_position_embeddings")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"Bert4RecConfig.{name} must be at least 1, got {getattr(self, name)}.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"Bert4RecConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})."
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"Bert4RecConfig.{name} must be in [0, 1), got {getattr(self, name)}.")
+        if self.max_position_embeddings < 2:
+            raise ValueError(
+                "Bert4RecConfig.max_position_embeddings must be at least 2 (one item and the [MASK] after it), "
+                f"got {self.max_position_embeddings}."
+            )
+        special = {"pad_token_id": self.pad_token_id, "mask_token_id": self.mask_token_id}
+        for name, value in special.items():
+            if value not in range(NUM_SPECIAL_TOKENS):
+                raise ValueError(
+                    f"Bert4RecConfig.{name}={value} collides with the item token ids "
+                    f"{NUM_SPECIAL_TOKENS}..{self.vocab_size - 1}: special tokens must use ids 0 and 1."
+                )
+        if self.pad_token_id == self.mask_token_id:
+            raise ValueError(
+                f"Bert4RecConfig.pad_token_id and mask_token_id are both {self.pad_token_id}: they must differ."
+            )
+
+
+__all__ = ["Bert4RecConfig"]

@@ -1,0 +1,58 @@
+"""The cloze task of BERT4Rec: mask random items of each sequence and ask the model to predict them."""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class DataCollatorForMaskedItemModeling:
+    """
+    Builds training batches from examples `{"input_ids": [item token ids, oldest first]}`.
+
+    Each call draws new masks (dynamic masking): every item is replaced by `[MASK]` with probability
+    `mask_probability`, at least one per sequence. A share `mask_last_probability` of the sequences mask only their
+    last item instead, the paper's extra instances that look exactly like a next-item query at inference. Sequences
+    keep their most recent `max_length` items and are padded on the left to the longest sequence of the batch.
+    Labels are the original token ids at masked positions and -100 elsewhere.
+    """
+
+    mask_token_id: int = 1
+    pad_token_id: int = 0
+    max_length: int = 200
+    mask_probability: float = 0.2
+    mask_last_probability: float = 0.0
+    generator: torch.Generator | None = None
+
+    def __post_init__(self):
+        if not 0 < self.mask_probability <= 1:
+            raise ValueError(f"mask_probability must be in (0, 1], got {self.mask_probability}.")
+        if not 0 <= self.mask_last_probability <= 1:
+            raise ValueError(f"mask_last_probability must be in [0, 1], got {self.mask_last_probability}.")
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        sequences = [list(example["input_ids"])[-self.max_length :] for example in examples]
+        if any(len(sequence) == 0 for sequence in sequences):
+            raise ValueError("DataCollatorForMaskedItemModeling: a training sequence is empty.")
+        width = max(len(sequence) for sequence in sequences)
+        batch_size = len(sequences)
+
+        input_ids = torch.full((batch_size, width), self.pad_token_id, dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            input_ids[row, width - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
+        real = input_ids != self.pad_token_id  # (B, T)
+
+        draws = torch.rand((batch_size, width), generator=self.generator)
+        masked = (draws < self.mask_probability) & real
+        # At least one masked item per sequence: where the draw masked none, mask the item with the lowest draw.
+        lowest = draws.masked_fill(~real, 2.0).argmin(dim=1)
+        none_masked = ~masked.any(dim=1)
+        masked[none_masked, lowest[none_masked]] = True
+        # The mask-last share: only the newest item (the rightmost column, as padding is on the left).
+        mask_last = torch.rand(batch_size, generator=self.generator) < self.mask_last_probability
+        masked[mask_last] = False
+        masked[mask_last, width - 1] = True
+
+        labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
+        input_ids = input_ids.masked_fill(masked, self.mask_token_id)
+        return {"input_ids": input_ids, "attention_mask": real.long(), "labels": labels}

@@ -1,0 +1,474 @@
+"""PyTorch BERT4Rec: a bidirectional transformer trained with a cloze task to predict a user's next item.
+
+Sun et al., "BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from Transformer",
+CIKM 2019. This file imports only torch, transformers and its configuration, so that `save_pretrained` can ship it
+for `trust_remote_code=True`.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_bert4rec import Bert4RecConfig
+
+
+# Written to config.json by `save_pretrained`, for `AutoModel*.from_pretrained(..., trust_remote_code=True)`.
+REMOTE_CODE_AUTO_MAP = {
+    "AutoConfig": "configuration_bert4rec.Bert4RecConfig",
+    "AutoModel": "modeling_bert4rec.Bert4RecModel",
+    "AutoModelForMaskedLM": "modeling_bert4rec.Bert4RecForMaskedLM",
+}
+
+
+class Bert4RecEmbeddings(nn.Module):
+    """Item embeddings plus learned position embeddings, then LayerNorm and dropout (no token types)."""
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__()
+        self.item_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        embeddings = self.item_embeddings(input_ids) + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, nh, T, T)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            attn_weights = attn_weights.masked_fill(~attention_mask, torch.finfo(attn_weights.dtype).min)
+        else:
+            attn_weights = attn_weights + attention_mask
+    attn_weights = F.softmax(attn_weights, dim=-1)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (B, T, nh, hs)
+    return attn_output, attn_weights
+
+
+class Bert4RecSelfAttention(nn.Module):
+    """Multi-head self-attention through the Transformers attention interface (sdpa, eager, flash)."""
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_size**-0.5
+        # One projection for query, key and value: one matmul instead of three.
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.is_causal = False
+
+    def forward(self, hidden_states, attention_mask, output_attentions=False):
+        batch_size, seq_len, _ = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_size)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs)
+
+        implementation = self.config._attn_implementation
+        if output_attentions and implementation != "eager":
+            # Only the eager kernel materialises the attention weights.
+            attention_interface = eager_attention_forward
+        else:
+            attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+                implementation, eager_attention_forward
+            )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        attn_output = attn_output.reshape(batch_size, seq_len, -1)  # (B, T, H)
+        hidden_states = self.LayerNorm(hidden_states + self.dropout(self.dense(attn_output)))
+        return hidden_states, attn_weights
+
+
+class Bert4RecFeedForward(nn.Module):
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__()
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        update = self.dropout(self.output(self.act(self.intermediate(hidden_states))))
+        return self.LayerNorm(hidden_states + update)
+
+
+class Bert4RecLayer(nn.Module):
+    """A post-LayerNorm BERT block: self-attention then feed-forward, each with a residual connection."""
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__()
+        self.attention = Bert4RecSelfAttention(config)
+        self.feed_forward = Bert4RecFeedForward(config)
+
+    def forward(self, hidden_states, attention_mask, output_attentions=False):
+        hidden_states, attn_weights = self.attention(hidden_states, attention_mask, output_attentions)
+        return self.feed_forward(hidden_states), attn_weights
+
+
+class Bert4RecPreTrainedModel(PreTrainedModel):
+    config_class = Bert4RecConfig
+    config: Bert4RecConfig
+    base_model_prefix = "bert4rec"
+    main_input_name = "input_ids"
+    _no_split_modules = ["Bert4RecEmbeddings", "Bert4RecLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, Bert4RecPredictionHead):
+            nn.init.zeros_(module.bias)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if self._auto_class is not None:
+            # Whichever class is saved, both AutoModel and AutoModelForMaskedLM must find their code.
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **REMOTE_CODE_AUTO_MAP}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class Bert4RecModel(Bert4RecPreTrainedModel):
+    """The bare BERT4Rec encoder: one hidden state per position of an item sequence."""
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__(config)
+        self.embeddings = Bert4RecEmbeddings(config)
+        self.layers = nn.ModuleList([Bert4RecLayer(config) for _ in range(config.num_hidden_layers)])
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.item_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.item_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput | tuple:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            Token ids of item sequences (see `Bert4RecTokenizer`), padded on either side with `pad_token_id`.
+        attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+            1 for real tokens, 0 for padding. Derived from `pad_token_id` when not given.
+        position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Defaults to counting real tokens from 0, so left and right padding give the same positions.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        if position_ids is None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if input_ids.shape[-1] > self.config.max_position_embeddings:
+            raise ValueError(
+                f"Sequences of length {input_ids.shape[-1]} are longer than max_position_embeddings="
+                f"{self.config.max_position_embeddings}; keep the most recent items (the tokenizer's max_length)."
+            )
+
+        hidden_states = self.embeddings(input_ids, position_ids)  # (B, T, H)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        if output_attentions and self.config._attn_implementation != "eager" and mask is not None:
+            # The eager fallback below wants a mask it can add or apply; build the eager one for this call.
+            mask = attention_mask.bool()[:, None, None, :]
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, attn_weights = layer(hidden_states, mask, output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (attn_weights,)
+
+        if not return_dict:
+            return tuple(v for v in (hidden_states, all_hidden_states, all_attentions) if v is not None)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+
+
+class ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """
+    Mean cross-entropy of `softmax(hidden @ weight.T + bias)` against `targets`, computed a block of rows at a time.
+
+    The `(N, vocab)` logits and their gradient are never held whole: each block's softmax becomes its gradient in
+    place, and the gradients of `hidden`, `weight` and `bias` are accumulated during the forward pass. On a large
+    catalogue this is most of a training step's time and memory. `excluded_ids` (the special tokens) get zero
+    probability.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements: int = 1 << 22):
+        num_rows, vocab = hidden.shape[0], weight.shape[0]
+        weight32, bias32 = weight.float(), bias.float()
+        needs_grad = any(ctx.needs_input_grad[:3])
+        grad_hidden = torch.empty_like(hidden, dtype=torch.float32) if needs_grad else None
+        grad_weight = torch.zeros_like(weight32) if needs_grad else None
+        grad_bias = torch.zeros_like(bias32) if needs_grad else None
+        total = hidden.new_zeros((), dtype=torch.float32)
+        block = max(1, block_elements // vocab)
+        for start in range(0, num_rows, block):
+            rows = hidden[start : start + block].float()
+            block_targets = targets[start : start + block]
+            logits = torch.addmm(bias32, rows, weight32.t())  # (n, vocab)
+            logits.index_fill_(1, excluded_ids, float("-inf"))
+            target_logits = logits.gather(1, block_targets[:, None]).squeeze(1)
+            # Softmax in place, one pass each for max, exp and sum: the block becomes its own gradient.
+            row_max = logits.amax(dim=1, keepdim=True)
+            exponentials = logits.sub_(row_max).exp_()
+            sums = exponentials.sum(dim=1)
+            total += (sums.log() + row_max.squeeze(1) - target_logits).sum()
+            if needs_grad:
+                probabilities = exponentials.div_(sums[:, None])
+                probabilities[torch.arange(len(block_targets), device=rows.device), block_targets] -= 1.0
+                grad_hidden[start : start + block] = probabilities @ weight32
+                grad_weight.addmm_(probabilities.t(), rows)
+                grad_bias += probabilities.sum(0)
+        if needs_grad:
+            ctx.save_for_backward(grad_hidden / num_rows, grad_weight / num_rows, grad_bias / num_rows)
+            ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype)
+        return total / num_rows
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        hidden_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        return (
+            (grad_hidden * grad_loss).to(hidden_dtype),
+            (grad_weight * grad_loss).to(weight_dtype),
+            (grad_bias * grad_loss).to(bias_dtype),
+            None,
+            None,
+            None,
+        )
+
+
+class Bert4RecPredictionHead(nn.Module):
+    """The paper's output layer: dense + GELU + LayerNorm, then the (tied) item embeddings plus a per-item bias."""
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.special_token_ids = (config.pad_token_id, config.mask_token_id)
+
+    def transform(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(hidden_states)))
+
+    def loss(self, hidden_states: torch.Tensor, item_embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the targets, without materialising the logits (see ChunkedLinearCrossEntropy)."""
+        excluded = torch.tensor(self.special_token_ids, device=hidden_states.device)
+        return ChunkedLinearCrossEntropy.apply(self.transform(hidden_states), item_embeddings, self.bias, targets,
+                                               excluded)
+
+    def forward(self, hidden_states: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.transform(hidden_states)
+        logits = F.linear(hidden_states, item_embeddings, self.bias)  # (N, vocab)
+        # Special tokens are not items: they can never be predicted.
+        return logits.index_fill(-1, logits.new_tensor(self.special_token_ids, dtype=torch.long),
+                                 torch.finfo(logits.dtype).min)
+
+
+@dataclass
+class Bert4RecMaskedLMOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
+        Mean cross-entropy over the items at the labelled positions.
+    logits (`torch.FloatTensor`):
+        Item scores over the vocabulary (special tokens at the dtype's minimum). With `labels`: one row per labelled
+        position, `(num_labelled, vocab_size)`, in row-major order of the batch. Without: one row per sequence, for
+        its last real position, `(batch_size, vocab_size)`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class Bert4RecRecommendationOutput(ModelOutput):
+    r"""
+    scores (`torch.FloatTensor` of shape `(batch_size, top_k)`): the model's scores of the recommended items, best first.
+    token_ids (`torch.LongTensor` of shape `(batch_size, top_k)`): their token ids (`Bert4RecTokenizer.decode` maps
+    them to item ids).
+    """
+
+    scores: torch.FloatTensor | None = None
+    token_ids: torch.LongTensor | None = None
+
+
+def last_real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-padding position of each row: the `[MASK]` a next-item query ends with."""
+    seq_len = attention_mask.shape[-1]
+    return seq_len - 1 - attention_mask.long().flip(-1).argmax(-1)
+
+
+class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
+    """BERT4Rec with its masked item prediction head: the model that is trained, evaluated and recommends."""
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__(config)
+        self.bert4rec = Bert4RecModel(config)
+        self.head = Bert4RecPredictionHead(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.bert4rec.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.bert4rec.set_input_embeddings(value)
+
+    def item_scores(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Scores of every token for some hidden states `(..., H) -> (..., vocab)`; special tokens score lowest."""
+        return self.head(hidden_states, self.bert4rec.embeddings.item_embeddings.weight)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        return_logits: bool | None = None,
+        **kwargs,
+    ) -> Bert4RecMaskedLMOutput | tuple:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            The item token id to predict at each masked position, `-100` elsewhere. Only labelled positions go
+            through the output head (gathered first, then projected), never the whole batch.
+        return_logits (`bool`, *optional*):
+            With `labels`: also return the logits of the labelled positions. Defaults to `False` while training
+            (the loss is then computed block by block without them) and `True` otherwise.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        outputs = self.bert4rec(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        sequence_output = outputs.last_hidden_state  # (B, T, H)
+
+        loss = None
+        if labels is not None:
+            labelled = labels != -100
+            masked_output, targets = sequence_output[labelled], labels[labelled]  # (N, H), (N,)
+            if return_logits is None:
+                # Training needs only the loss: skip the (N, vocab) logits, the largest tensor of a step.
+                return_logits = not (self.training and torch.is_grad_enabled())
+            if return_logits:
+                logits = self.item_scores(masked_output)  # (N, vocab)
+                loss = F.cross_entropy(logits.float(), targets)
+            else:
+                logits = None
+                loss = self.head.loss(masked_output, self.bert4rec.embeddings.item_embeddings.weight, targets)
+        else:
+            rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+            logits = self.item_scores(sequence_output[rows, last_real_positions(attention_mask)])  # (B, vocab)
+
+        if not return_dict:
+            extra = tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
+            return tuple(v for v in (loss, logits) if v is not None) + extra
+        return Bert4RecMaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+    @torch.no_grad()
+    def next_item_scores(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        exclude_seen: bool = True,
+        candidate_token_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""
+        Scores `(batch_size, vocab_size)` of every token as each sequence's next item, read at its last real position
+        (the `[MASK]` that `Bert4RecTokenizer(...)` appends). Special tokens, items already in the sequence
+        (`exclude_seen`) and items outside `candidate_token_ids` get the lowest float. `recommend` and the evaluation
+        both rank these scores, so what is measured is what is served.
+        """
+        logits = self.forward(input_ids, attention_mask=attention_mask).logits.float()
+        lowest = torch.finfo(logits.dtype).min
+        if exclude_seen:
+            logits.scatter_(1, input_ids, lowest)
+        if candidate_token_ids is not None:
+            allowed = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+            allowed[candidate_token_ids] = True
+            logits.masked_fill_(~allowed, lowest)
+        return logits
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        top_k: int = 10,
+        exclude_seen: bool = True,
+        candidate_token_ids: torch.Tensor | None = None,
+    ) -> Bert4RecRecommendationOutput:
+        r"""
+        The `top_k` next items of each sequence, best first (see `next_item_scores`). Each row is its own user's:
+        nothing is reordered across the batch. When fewer than `top_k` items are left to rank, the last columns hold
+        token id -1 and score -inf.
+        """
+        scores = self.next_item_scores(input_ids, attention_mask, exclude_seen, candidate_token_ids)
+        lowest = torch.finfo(scores.dtype).min
+        scores, token_ids = scores.topk(min(top_k, self.config.num_items), dim=-1)
+        excluded = scores == lowest
+        token_ids.masked_fill_(excluded, -1)
+        scores.masked_fill_(excluded, float("-inf"))
+        return Bert4RecRecommendationOutput(scores=scores, token_ids=token_ids)
+
+
+__all__ = ["Bert4RecPreTrainedModel", "Bert4RecModel", "Bert4RecForMaskedLM"]

@@ -1,0 +1,151 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecModel
+from bert4rec_hf.data import DataCollatorForMaskedItemModeling
+
+
+def beauty_batch(tokenizer, sequences, mask_probability=0.6, seed=0):
+    collator = DataCollatorForMaskedItemModeling(max_length=50, mask_probability=mask_probability,
+                                                 generator=torch.Generator().manual_seed(seed))
+    return collator([{"input_ids": tokenizer.convert_items_to_ids(s)} for s in sequences])
+
+
+def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, beauty_model, beauty_tokenizer, beauty_sequences):
+    batch = beauty_batch(beauty_tokenizer, beauty_sequences[:32])
+    beauty_model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin")), "weights must be safetensors, never pickle"
+    loaded = Bert4RecForMaskedLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        before, after = beauty_model(**batch), loaded(**batch)
+    assert torch.equal(before.logits, after.logits)
+    assert torch.equal(before.loss, after.loss)
+
+
+def test_left_padding_and_right_padding_match_the_unpadded_sequence(beauty_model, beauty_tokenizer, beauty_sequences):
+    sequence = beauty_tokenizer.convert_items_to_ids(beauty_sequences[0]) + [beauty_tokenizer.mask_token_id]
+    n = len(sequence)
+    alone = torch.tensor([sequence])
+    left = torch.tensor([[0] * 7 + sequence])
+    right = torch.tensor([sequence + [0] * 7])
+    with torch.no_grad():
+        hidden = beauty_model.bert4rec(alone).last_hidden_state[0]
+        hidden_left = beauty_model.bert4rec(left).last_hidden_state[0, 7:]
+        hidden_right = beauty_model.bert4rec(right).last_hidden_state[0, :n]
+        logits = beauty_model(alone).logits
+        logits_left, logits_right = beauty_model(left).logits, beauty_model(right).logits
+    torch.testing.assert_close(hidden_left, hidden, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hidden_right, hidden, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits_left, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits_right, logits, rtol=1e-5, atol=1e-5)
+
+
+def test_gathered_head_loss_equals_the_loss_from_full_logits(beauty_model, beauty_tokenizer, beauty_sequences):
+    batch = beauty_batch(beauty_tokenizer, beauty_sequences[:64])
+    with torch.no_grad():
+        output = beauty_model(**batch)
+        hidden = beauty_model.bert4rec(batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        full_logits = beauty_model.item_scores(hidden)  # every position of the batch: (B, T, vocab)
+    reference = F.cross_entropy(full_logits.view(-1, full_logits.shape[-1]), batch["labels"].view(-1),
+                                ignore_index=-100)
+    torch.testing.assert_close(output.loss, reference)
+    labelled = batch["labels"] != -100
+    assert output.logits.shape == (int(labelled.sum()), beauty_tokenizer.vocab_size)
+    torch.testing.assert_close(output.logits, full_logits[labelled])
+
+
+def test_inference_projects_only_the_last_position(beauty_model, beauty_tokenizer, beauty_sequences):
+    batch = beauty_tokenizer(beauty_sequences[:5], return_tensors="pt")
+    with torch.no_grad():
+        output = beauty_model(**batch)
+        hidden = beauty_model.bert4rec(**batch).last_hidden_state
+    assert output.logits.shape == (5, beauty_tokenizer.vocab_size)
+    torch.testing.assert_close(output.logits, beauty_model.item_scores(hidden[:, -1]))
+
+
+def test_special_tokens_score_lowest(beauty_model, beauty_tokenizer, beauty_sequences):
+    batch = beauty_tokenizer(beauty_sequences[:8], return_tensors="pt")
+    with torch.no_grad():
+        logits = beauty_model(**batch).logits
+    lowest = torch.finfo(logits.dtype).min
+    assert (logits[:, :2] == lowest).all()
+    assert (logits[:, 2:] > lowest).all()
+
+
+def test_the_output_layer_is_tied_to_the_item_embeddings_plus_a_bias(beauty_model):
+    state = beauty_model.state_dict()
+    assert "head.bias" in state and state["head.bias"].shape == (beauty_model.config.vocab_size,)
+    assert not any("decoder" in key for key in state), "no second item matrix: the head uses the embeddings"
+
+
+def test_training_step_reduces_the_loss_on_real_data(beauty_tokenizer, beauty_sequences):
+    torch.manual_seed(0)
+    model = Bert4RecForMaskedLM(Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50,
+                                               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    batch = beauty_batch(beauty_tokenizer, beauty_sequences[:64])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(20):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_eager_and_sdpa_attention_agree_and_attentions_are_returned(beauty_tokenizer, beauty_sequences, tmp_path):
+    torch.manual_seed(0)
+    config = Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50)
+    Bert4RecForMaskedLM(config).save_pretrained(tmp_path)
+    sdpa = Bert4RecForMaskedLM.from_pretrained(tmp_path, attn_implementation="sdpa").eval()
+    eager = Bert4RecForMaskedLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    batch = beauty_tokenizer(beauty_sequences[:6], return_tensors="pt")  # left-padded: the mask matters
+    with torch.no_grad():
+        out_sdpa = sdpa(**batch, output_attentions=True, output_hidden_states=True)
+        out_eager = eager(**batch, output_attentions=True)
+    torch.testing.assert_close(out_sdpa.logits, out_eager.logits, rtol=1e-4, atol=1e-4)
+    assert len(out_sdpa.attentions) == config.num_hidden_layers
+    assert len(out_sdpa.hidden_states) == config.num_hidden_layers + 1
+    width = batch["input_ids"].shape[1]
+    assert out_eager.attentions[0].shape == (6, config.num_attention_heads, width, width)
+    padding = batch["attention_mask"] == 0
+    for attentions in (out_eager.attentions[0], out_sdpa.attentions[0]):
+        assert (attentions * padding[:, None, None, :]).sum() == 0, "no attention may go to padding"
+
+
+def test_sequences_longer_than_the_position_table_are_refused(beauty_model):
+    too_long = torch.full((1, 51), 5)
+    with pytest.raises(ValueError, match="max_position_embeddings=50"):
+        beauty_model(too_long)
+
+
+def test_return_dict_false_gives_a_tuple(beauty_model, beauty_tokenizer, beauty_sequences):
+    batch = beauty_tokenizer(beauty_sequences[:2], return_tensors="pt")
+    with torch.no_grad():
+        as_tuple = beauty_model(**batch, return_dict=False)
+        base = Bert4RecModel(beauty_model.config).eval()(**batch, return_dict=False)
+    assert isinstance(as_tuple, tuple) and as_tuple[0].shape == (2, beauty_tokenizer.vocab_size)
+    assert isinstance(base, tuple) and base[0].shape[-1] == beauty_model.config.hidden_size
+
+
+def test_blockwise_training_loss_has_the_loss_and_gradients_of_full_logits(beauty_tokenizer, beauty_sequences):
+    torch.manual_seed(0)
+    model = Bert4RecForMaskedLM(Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50,
+                                               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).train()
+    batch = beauty_batch(beauty_tokenizer, beauty_sequences[:128])
+
+    def loss_and_gradients(**options):
+        model.zero_grad()
+        output = model(**batch, **options)
+        output.loss.backward()
+        return output, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    blockwise, blockwise_grads = loss_and_gradients()
+    full, full_grads = loss_and_gradients(return_logits=True)
+    assert blockwise.logits is None and full.logits is not None
+    torch.testing.assert_close(blockwise.loss, full.loss, rtol=1e-5, atol=1e-5)
+    for name in full_grads:
+        torch.testing.assert_close(blockwise_grads[name], full_grads[name], rtol=1e-4, atol=1e-6, msg=name)
