@@ -15,10 +15,10 @@ import time
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from common import REPO, SHARED_DATA, find_data_file, read_user_item_sequences
+from common import REPO, SHARED_DATA, find_data_file
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM
-from bert4rec_hf.data import DataCollatorForMaskedItemModeling
+from bert4rec_hf.data import DataCollatorForMaskedItemModeling, load_sequences
 
 
 SHAPES = {
@@ -72,7 +72,7 @@ def step_seconds(model, optimizer, batch):
 
 def run_shape(name, steps, warmup):
     candidates, max_length, mask_probability, batch_size = SHAPES[name]
-    sequences = read_user_item_sequences(find_data_file(*candidates))
+    sequences = load_sequences(find_data_file(*candidates), format="txt", show_progress=False)["item_ids"]
     num_items = max(max(s) for s in sequences)
     batches = make_batches(sequences, max_length, mask_probability, batch_size, steps + warmup)
     ours, theirs = build_models(num_items, max_length)

@@ -11,14 +11,13 @@ import argparse
 import json
 import random
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecTokenizer
-from bert4rec_hf.data import DataCollatorForMaskedItemModeling
+from bert4rec_hf.data import DataCollatorForMaskedItemModeling, leave_one_out, load_sequences
 from bert4rec_hf.evaluation import full_ranking_ranks, metrics_from_ranks
 from bert4rec_hf.hub import render_model_card
 
@@ -38,17 +37,6 @@ def parse_args():
     parser.add_argument("--mask_probability", type=float, default=0.6, help="the paper's 0.6 for Beauty")
     parser.add_argument("--seed", type=int, default=42)
     return parser.parse_args()
-
-
-def read_sequences(path: Path) -> dict[int, list[int]]:
-    sequences: dict[int, list[int]] = defaultdict(list)
-    with open(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if len(fields) != 2:
-                raise ValueError(f"{path}, line {line_number}: expected `user item`, got {line.strip()!r}")
-            sequences[int(fields[0])].append(int(fields[1]))
-    return sequences
 
 
 def train(model, tokenizer, histories, args):
@@ -97,17 +85,17 @@ def evaluate_test(model, tokenizer, histories, targets, batch_size=1024):
 def main():
     args = parse_args()
     torch.manual_seed(args.seed)
-    sequences = read_sequences(args.data)
-    users = sorted(sequences)
-    stats = {"users": len(users), "items": len({i for s in sequences.values() for i in s}),
-             "interactions": sum(len(s) for s in sequences.values())}
+    sequences = load_sequences(args.data, format="txt")  # converted once, then memory-mapped from the cache
+    all_items = [item for items in sequences["item_ids"] for item in items]
+    stats = {"users": sequences.num_rows, "items": len(set(all_items)), "interactions": len(all_items)}
     print(f"{args.data.name}: {stats['users']:,} users, {stats['items']:,} items, "
           f"{stats['interactions']:,} interactions")
 
-    # Leave-one-out: the last item of each user is held out for test and never trained on.
-    train_histories = [sequences[u][:-1] for u in users]
-    test_targets = [sequences[u][-1] for u in users]
-    tokenizer = Bert4RecTokenizer.from_sequences(sequences.values(), model_max_length=args.max_length)
+    # Leave-one-out: the last item of each user is held out for test and never trained on. As in the paper, the
+    # validation item is trained on (no early stopping here).
+    test = leave_one_out(sequences)["test"]
+    train_histories, test_targets = test["item_ids"], test["target"]
+    tokenizer = Bert4RecTokenizer.from_sequences(sequences["item_ids"], model_max_length=args.max_length)
     config = Bert4RecConfig(num_items=tokenizer.num_items, max_position_embeddings=args.max_length,
                             hidden_dropout_prob=0.5)
     model = Bert4RecForMaskedLM(config)
@@ -140,12 +128,12 @@ def main():
     # Recommendations from the saved directory, through the Auto classes, as a user would load them.
     loaded = AutoModelForMaskedLM.from_pretrained(args.output_dir).eval()
     loaded_tokenizer = AutoTokenizer.from_pretrained(args.output_dir)
-    some_users = users[:3]
-    batch = loaded_tokenizer([sequences[u] for u in some_users], return_tensors="pt")
+    histories = sequences.select(range(3))  # whole histories: recommend what comes after everything seen
+    batch = loaded_tokenizer(histories["item_ids"], return_tensors="pt")
     top = loaded.recommend(**batch, top_k=5)
-    for user, token_ids, scores in zip(some_users, top.token_ids, top.scores):
-        items = loaded_tokenizer.decode(token_ids)
-        print(f"user {user}: history {sequences[user][-5:]} -> recommended {items} "
+    for user, history, token_ids, scores in zip(histories["user_id"], histories["item_ids"], top.token_ids,
+                                                top.scores):
+        print(f"user {user}: history {history[-5:]} -> recommended {loaded_tokenizer.decode(token_ids)} "
               f"(scores {', '.join(f'{s:.2f}' for s in scores.tolist())})")
 
 

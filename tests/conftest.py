@@ -76,3 +76,25 @@ def trained_beauty_model(beauty_sequences, beauty_tokenizer):
         optimizer.step()
         optimizer.zero_grad()
     return model.eval()
+
+
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    """A fresh conversion cache for each test."""
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def seed_shards(tmp_path):
+    """A writable copy of the seed-format MovieLens-100K shards (written by TensorFlow) and their ground truth."""
+    import shutil
+
+    source = shared_data("seed-tfrecords/ml-100k")
+    copy = tmp_path / "seed-ml-100k"
+    shutil.copytree(source, copy)
+    for path in copy.iterdir():
+        path.chmod(0o644)
+    return copy

@@ -1,6 +1,15 @@
-"""Data for BERT4Rec: item sequences in, masked training batches out."""
+"""Data for BERT4Rec: source files -> per-user sequences (cached Arrow) -> leave-one-out splits -> masked batches."""
 
 from .collator import DataCollatorForMaskedItemModeling
+from .loading import load_item_titles, load_sequences
+from .splits import leave_one_out
+from .tfrecord import TFRecordError
 
 
-__all__ = ["DataCollatorForMaskedItemModeling"]
+__all__ = [
+    "DataCollatorForMaskedItemModeling",
+    "TFRecordError",
+    "leave_one_out",
+    "load_item_titles",
+    "load_sequences",
+]
