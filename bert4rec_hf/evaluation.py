@@ -1,36 +1,166 @@
-"""Ranking metrics for next-item prediction under leave-one-out.
+"""Ranking metrics for next-item prediction under leave-one-out, in the protocols the field uses.
 
-Full ranking: the target is ranked against every item of the catalogue, the user's other history items excluded.
-Scores come from `Bert4RecForMaskedLM.next_item_scores`, the code path `recommend` uses.
+- `full`: the target is ranked against every item of the catalogue, the user's other history items excluded.
+- `pop100`: against 100 negatives sampled by popularity (the BERT4Rec paper's protocol), counted on training
+  interactions; negatives exclude the user's history and target; a fixed seed per user makes them the same on every
+  call, epoch and process.
+- `uni100`: the same with negatives sampled uniformly.
+
+Scores come from `Bert4RecForMaskedLM.next_item_scores`, the code path `recommend` serves. A target's rank is the
+number of candidates scored strictly higher (0 = first).
 """
 
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 
 
-DEFAULT_CUTOFFS = (1, 5, 10, 20)
+CUTOFFS = (1, 5, 10, 20)
+NDCG_CUTOFFS = (5, 10, 20)
+PROTOCOLS = ("full", "pop100", "uni100")
+# The same metrics as an `evaluate` module: `evaluate.load(NEXT_ITEM_RANKING_METRIC)`.
+NEXT_ITEM_RANKING_METRIC = str(Path(__file__).resolve().parent / "metrics" / "next_item_ranking")
 
 
-def full_ranking_ranks(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor):
-    """0-based rank of each target among all items (ties count against the target), seen items excluded."""
-    scores = model.next_item_scores(input_ids, attention_mask=attention_mask, exclude_seen=False)
-    # The target's score is read before the history is excluded: a repeated item is still ranked, not lost.
-    target_scores = scores.gather(1, targets[:, None])  # (B, 1)
-    scores.scatter_(1, input_ids, torch.finfo(scores.dtype).min)
-    return (scores > target_scores).sum(dim=1)
-
-
-def metrics_from_ranks(ranks: torch.Tensor, cutoffs=DEFAULT_CUTOFFS, prefix: str = "") -> dict[str, float]:
-    """HR@k, NDCG@k and MRR of one target per user, from its 0-based rank."""
-    ranks = ranks.double()
-    metrics = {}
-    for k in cutoffs:
-        hit = ranks < k
-        metrics[f"{prefix}hr@{k}"] = hit.double().mean().item()
-        if k > 1:
-            metrics[f"{prefix}ndcg@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), 0.0).mean().item()
+def metrics_from_ranks(ranks, prefix: str = "") -> dict[str, float]:
+    """HR@{1,5,10,20}, NDCG@{5,10,20} and MRR of one target per user, from its 0-based rank."""
+    ranks = torch.as_tensor(ranks).double()
+    if ranks.numel() == 0:
+        raise ValueError("metrics_from_ranks: no ranks to average (no users were evaluated)")
+    metrics = {f"{prefix}hr@{k}": (ranks < k).double().mean().item() for k in CUTOFFS}
+    for k in NDCG_CUTOFFS:
+        metrics[f"{prefix}ndcg@{k}"] = torch.where(ranks < k, 1.0 / torch.log2(ranks + 2.0), 0.0).mean().item()
     metrics[f"{prefix}mrr"] = (1.0 / (ranks + 1.0)).mean().item()
-    metrics[f"{prefix}users"] = int(ranks.numel())
     return metrics
 
 
+def item_popularity(train_token_sequences: Sequence[Sequence[int]], vocab_size: int) -> np.ndarray:
+    """How often each token id occurs in the training sequences (the popularity the pop100 sampler draws by)."""
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    flat = np.fromiter((t for sequence in train_token_sequences for t in sequence), dtype=np.int64)
+    np.add.at(counts, flat, 1.0)
+    return counts
+
+
+def sample_negatives(
+    user_ids: Sequence,
+    histories: Sequence[Sequence[int]],
+    targets: Sequence[int],
+    first_item_id: int,
+    vocab_size: int,
+    popularity: np.ndarray | None = None,
+    num_negatives: int = 100,
+    seed: int = 0,
+) -> np.ndarray:
+    """
+    `(num_users, num_negatives)` distinct token ids per user, none in its history nor its target: by `popularity`
+    (counts per token id) when given, else uniform over the items. Each user's draw is seeded by `seed` and the user
+    id alone, so it does not depend on batching, order or the number of processes.
+    """
+    items = np.arange(first_item_id, vocab_size)
+    cumulative = None
+    if popularity is not None:
+        weights = np.asarray(popularity, dtype=np.float64)[first_item_id:vocab_size] + 1e-9  # unseen: tiny chance
+        cumulative = np.cumsum(weights / weights.sum())
+    negatives = np.empty((len(targets), num_negatives), dtype=np.int64)
+    for row, (user, history, target) in enumerate(zip(user_ids, histories, targets)):
+        excluded = {int(t) for t in history if first_item_id <= t < vocab_size} | {int(target)}
+        if len(items) - len(excluded) < num_negatives:
+            raise ValueError(f"user {user!r}: fewer than {num_negatives} items are left to sample negatives from")
+        rng = np.random.default_rng([seed, zlib.crc32(str(user).encode())])
+        chosen: dict[int, None] = {}  # insertion-ordered set
+        while len(chosen) < num_negatives:
+            if cumulative is None:
+                draw = rng.integers(first_item_id, vocab_size, size=2 * num_negatives)
+            else:
+                draw = first_item_id + np.searchsorted(cumulative, rng.random(2 * num_negatives), side="right")
+            for item in draw.tolist():
+                if item not in excluded and item < vocab_size:
+                    chosen[item] = None
+                    if len(chosen) == num_negatives:
+                        break
+        negatives[row] = list(chosen)
+    return negatives
+
+
+@torch.no_grad()
+def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[str, torch.Tensor] | None = None):
+    """
+    The rank of each target under each protocol: `{"full": (B,), "pop100": (B,), ...}`. `negatives` maps a sampled
+    protocol's name to its `(B, 100)` negative token ids.
+    """
+    scores = model.next_item_scores(input_ids, attention_mask=attention_mask, exclude_seen=False)
+    target_scores = scores.gather(1, targets[:, None])  # (B, 1), read before the history is excluded
+    ranks = {}
+    for name, negative_ids in (negatives or {}).items():
+        ranks[name] = (scores.gather(1, negative_ids) > target_scores).sum(dim=1)
+    scores.scatter_(1, input_ids, torch.finfo(scores.dtype).min)
+    ranks["full"] = (scores > target_scores).sum(dim=1)
+    return ranks
+
+
+def full_ranking_ranks(model, input_ids, attention_mask, targets):
+    """0-based full-ranking rank of each target, the user's other history items excluded."""
+    return ranks_of_targets(model, input_ids, attention_mask, targets)["full"]
+
+
+@torch.no_grad()
+def evaluate_next_item(
+    model,
+    tokenizer,
+    split,
+    popularity: np.ndarray | None = None,
+    protocols: Sequence[str] = PROTOCOLS,
+    batch_size: int = 256,
+    accelerator=None,
+    seed: int = 0,
+    prefix: str = "",
+) -> dict[str, float]:
+    """
+    Metrics of a leave-one-out split (`item_ids` = history, `target`), under each protocol, as
+    `{prefix}{protocol}_{metric}`, e.g. `test_full_ndcg@10`. With an `accelerate.Accelerator`, users are shared out
+    over the processes and their ranks gathered exactly once each (`gather_for_metrics`).
+    """
+    from torch.utils.data import DataLoader
+
+    if "pop100" in protocols and popularity is None:
+        raise ValueError("the pop100 protocol needs the training items' popularity (item_popularity(...))")
+    first_item, vocab_size = 2, tokenizer.vocab_size
+    columns = ["user_id", "item_ids", "target"]
+
+    def collate(rows):
+        histories = [tokenizer.convert_items_to_ids(row["item_ids"]) for row in rows]
+        batch = tokenizer([row["item_ids"] for row in rows], return_tensors="pt")
+        batch["targets"] = torch.tensor(tokenizer.convert_items_to_ids([row["target"] for row in rows]))
+        users = [row["user_id"] for row in rows]
+        targets = batch["targets"].tolist()
+        for name, by_popularity in (("pop100", True), ("uni100", False)):
+            if name in protocols:
+                batch[name] = torch.from_numpy(sample_negatives(
+                    users, histories, targets, first_item, vocab_size,
+                    popularity=popularity if by_popularity else None, seed=seed))
+        return batch
+
+    loader = DataLoader(split.select_columns(columns).with_format(None), batch_size=batch_size, collate_fn=collate)
+    if accelerator is not None:
+        loader = accelerator.prepare(loader)
+    was_training = model.training
+    model.eval()
+    collected: dict[str, list[torch.Tensor]] = {name: [] for name in protocols}
+    for batch in loader:
+        negatives = {name: batch[name] for name in protocols if name != "full"}
+        ranks = ranks_of_targets(model, batch["input_ids"], batch["attention_mask"], batch["targets"], negatives)
+        ranks = {name: ranks[name] for name in protocols}
+        if accelerator is not None:
+            ranks = accelerator.gather_for_metrics(ranks)
+        for name in protocols:
+            collected[name].append(ranks[name].cpu())
+    model.train(was_training)
+    metrics = {}
+    for name in protocols:
+        metrics.update(metrics_from_ranks(torch.cat(collected[name]), prefix=f"{prefix}{name}_"))
+    metrics[f"{prefix}users"] = int(sum(len(r) for r in collected[protocols[0]]))
+    return metrics

@@ -241,6 +241,12 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements: int = 1 << 22):
+        # Under autocast the softmax would run in half precision: keep this whole computation in float32.
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return ChunkedLinearCrossEntropy._forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements)
+
+    @staticmethod
+    def _forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements):
         num_rows, vocab = hidden.shape[0], weight.shape[0]
         weight32, bias32 = weight.float(), bias.float()
         needs_grad = any(ctx.needs_input_grad[:3])

@@ -1,6 +1,6 @@
 """Data for BERT4Rec: source files -> per-user sequences (cached Arrow) -> leave-one-out splits -> masked batches."""
 
-from .collator import DataCollatorForMaskedItemModeling
+from .collator import DataCollatorForMaskedItemModeling, sliding_windows
 from .loading import load_item_titles, load_sequences
 from .splits import leave_one_out
 from .tfrecord import TFRecordError
@@ -12,4 +12,5 @@ __all__ = [
     "leave_one_out",
     "load_item_titles",
     "load_sequences",
+    "sliding_windows",
 ]

@@ -56,3 +56,17 @@ class DataCollatorForMaskedItemModeling:
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
         input_ids = input_ids.masked_fill(masked, self.mask_token_id)
         return {"input_ids": input_ids, "attention_mask": real.long(), "labels": labels}
+
+
+def sliding_windows(sequence: list, max_length: int, step: int | None) -> list[list]:
+    """
+    Training windows of one sequence: its most recent `max_length` items and, with a `step`, windows ending `step`,
+    `2 * step`, ... items earlier, so that the older part of a long history is trained on too.
+    """
+    if len(sequence) <= max_length or not step:
+        return [list(sequence[-max_length:])]
+    ends = range(len(sequence), max_length - 1, -step)
+    windows = [list(sequence[end - max_length : end]) for end in ends]
+    if ends[-1] > max_length:  # the oldest items, too
+        windows.append(list(sequence[:max_length]))
+    return windows

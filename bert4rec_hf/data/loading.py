@@ -69,7 +69,14 @@ def converted_path(source, format: str | None = None, cache_dir=None, show_progr
         with progress:
             table, titles = loader.load(source, progress=progress, **options)
         dataset = datasets.Dataset(table)
-        dataset.save_to_disk(str(staging / "dataset"))
+        bars_were_on = not datasets.utils.are_progress_bars_disabled()
+        if not show_progress:
+            datasets.disable_progress_bars()
+        try:
+            dataset.save_to_disk(str(staging / "dataset"))
+        finally:
+            if bars_were_on:
+                datasets.enable_progress_bars()
         with open(staging / TITLES_FILE, "w", encoding="utf-8") as handle:
             json.dump({str(k): v for k, v in titles.items()}, handle, ensure_ascii=False)
         try:

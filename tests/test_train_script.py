@@ -1,0 +1,85 @@
+"""examples/train.py end to end, on real data (the first Beauty users), in subprocesses as a user runs it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from huggingface_hub import ModelCard
+from transformers import AutoModel, AutoModelForMaskedLM
+
+import bert4rec_hf  # noqa: F401
+
+from conftest import BUNDLED_BEAUTY, REPO
+
+
+@pytest.fixture(scope="module")
+def small_beauty(tmp_path_factory):
+    """The first 1,500 users of the bundled Beauty file."""
+    path = tmp_path_factory.mktemp("data") / "beauty-1500.txt"
+    users, lines = set(), []
+    with open(BUNDLED_BEAUTY) as handle:
+        for line in handle:
+            user = line.split()[0]
+            if user not in users and len(users) == 1500:
+                break
+            users.add(user)
+            lines.append(line)
+    path.write_text("".join(lines))
+    return path
+
+
+def train_command(data, output, *extra):
+    return [sys.executable, str(REPO / "examples/train.py"), "--dataset", str(data), "--format", "txt",
+            "--output_dir", str(output), "--max_length", "20", "--per_device_train_batch_size", "64",
+            "--per_device_eval_batch_size", "512", "--hidden_dropout_prob", "0.2", *extra]
+
+
+def run(command, env_extra=None, timeout=600):
+    env = {**os.environ, "HF_DATASETS_CACHE": os.environ.get("HF_DATASETS_CACHE", ""), **(env_extra or {})}
+    env = {k: v for k, v in env.items() if v}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return completed
+
+
+def test_a_training_run_writes_every_artefact_and_its_model_loads(small_beauty, tmp_path):
+    output = tmp_path / "run"
+    run(train_command(small_beauty, output, "--num_train_epochs", "3", "--checkpointing_steps", "epoch"))
+    for name in ("model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json", "all_results.json",
+                 "training_curves.png", "README.md", "modeling_bert4rec.py"):
+        assert (output / name).is_file(), name
+    assert (output / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((output / "all_results.json").read_text())
+    for protocol in ("full", "pop100", "uni100"):
+        for metric in ("ndcg@10", "hr@10", "mrr"):
+            assert 0 <= results[f"test_{protocol}_{metric}"] <= 1
+            assert f"validation_{protocol}_{metric}" in results
+    assert results["test_users"] == 1500 and results["epochs"] == 3 and results["train_runtime_s"] > 0
+    assert 1 <= results["best_epoch"] <= 3
+    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["epoch_1", "epoch_2", "epoch_3"]
+    card = ModelCard.load(output / "README.md")
+    reported = {m.metric_type: m.metric_value for m in card.data.eval_results}
+    assert reported["test_full_ndcg@10"] == pytest.approx(results["test_full_ndcg@10"], abs=1e-6)
+    assert type(AutoModel.from_pretrained(output)).__name__ == "Bert4RecModel"
+    assert type(AutoModelForMaskedLM.from_pretrained(output)).__name__ == "Bert4RecForMaskedLM"
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_finishes_the_same_steps(small_beauty, tmp_path):
+    output = tmp_path / "run"
+    command = train_command(small_beauty, output, "--max_train_steps", "60", "--checkpointing_steps", "10")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (output / "checkpoints" / "step_20" / "training_state.json").is_file():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (output / "all_results.json").exists()
+    run(command + ["--resume_from_checkpoint", "latest"])
+    results = json.loads((output / "all_results.json").read_text())
+    assert results["train_steps"] == 60
