@@ -19,8 +19,11 @@ setup: $(VENV)/.installed
 test: setup
 	$(PY) -m pytest -q
 
+# Three minutes of training on the bundled Beauty data, test metrics, then recommendations from the saved model.
 demo: setup
-	$(PY) examples/demo.py --output_dir outputs/demo
+	$(PY) examples/train.py --dataset beauty --output_dir outputs/demo --max_train_time 180 --max_eval_users 5000
+	cp outputs/demo/README.md model_cards/demo-model-card.md
+	$(PY) examples/recommend.py --model outputs/demo --top_k 5 --history 1 2 3 4 5 --history 43 3 44 --history 594
 
 bench: setup
 	$(PY) bench/train_step.py

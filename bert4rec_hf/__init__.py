@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokeni
 from .configuration_bert4rec import Bert4RecConfig
 from .modeling_bert4rec import Bert4RecForMaskedLM, Bert4RecModel, Bert4RecPreTrainedModel
 from .tokenization_bert4rec import Bert4RecTokenizer
+from .pipelines import NextItemRecommendationPipeline  # registers the next-item-recommendation task
 
 
 __version__ = "0.1.0"
@@ -30,4 +31,5 @@ __all__ = [
     "Bert4RecModel",
     "Bert4RecPreTrainedModel",
     "Bert4RecTokenizer",
+    "NextItemRecommendationPipeline",
 ]

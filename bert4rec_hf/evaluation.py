@@ -102,11 +102,6 @@ def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[
     return ranks
 
 
-def full_ranking_ranks(model, input_ids, attention_mask, targets):
-    """0-based full-ranking rank of each target, the user's other history items excluded."""
-    return ranks_of_targets(model, input_ids, attention_mask, targets)["full"]
-
-
 @torch.no_grad()
 def evaluate_next_item(
     model,

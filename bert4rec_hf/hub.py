@@ -5,6 +5,12 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 
+PROTOCOL_NAMES = {
+    "full": "leave-one-out, full ranking, seen items excluded",
+    "pop100": "leave-one-out, 100 popularity-sampled negatives",
+    "uni100": "leave-one-out, 100 uniformly sampled negatives",
+}
+
 # A link to model_cards/bert4rec.md, so that an installed package carries the template too.
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "bert4rec.md"
 
@@ -19,9 +25,11 @@ def render_model_card(
     hyperparameters: dict,
     example_history: list,
     max_length: int,
-    protocol: str = "full ranking, leave-one-out",
 ) -> ModelCard:
-    """The card of a trained model; `metrics` (name -> value) become `model-index` eval results the Hub shows."""
+    """
+    The card of a trained model; `metrics` (`test_<protocol>_<metric>` -> value) become `model-index` eval results
+    the Hub shows, each named with its protocol.
+    """
     eval_results = [
         EvalResult(
             task_type="next-item-recommendation",
@@ -30,7 +38,7 @@ def render_model_card(
             dataset_name=dataset_name,
             dataset_split="test",
             metric_type=name,
-            metric_name=f"{name} ({protocol})",
+            metric_name=f"{name.split('_', 2)[-1].upper()} ({PROTOCOL_NAMES.get(name.split('_')[1], 'leave-one-out')})",
             metric_value=round(float(value), 6),
         )
         for name, value in metrics.items()
@@ -57,3 +65,31 @@ def render_model_card(
         example_history=", ".join(repr(item) for item in example_history),
         max_length=max_length,
     )
+
+
+# What a trained model directory uploads: weights, config, tokenizer with titles, code, card and curves.
+UPLOAD_PATTERNS = ["*.safetensors", "*.json", "*.py", "*.txt", "*.md", "*.png"]
+
+
+def push_model(directory, repo_id: str, private: bool = False, revision: str | None = None,
+               commit_message: str | None = None, create_pr: bool = False, token: str | None = None) -> str:
+    """
+    Upload a trained model directory (as `examples/train.py` writes it) to the Hub and return the commit's URL.
+    The token comes from `token`, `HF_TOKEN` or the saved login, and is never printed.
+    """
+    from huggingface_hub import HfApi
+
+    directory = Path(directory)
+    for required in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"):
+        if not (directory / required).is_file():
+            raise FileNotFoundError(f"{directory}: no {required}; is this a saved bert4rec model directory?")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    if revision is not None and not create_pr:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id, folder_path=str(directory), allow_patterns=UPLOAD_PATTERNS,
+        ignore_patterns=["checkpoints/**", "best/**", "runs/**"], revision=revision,
+        commit_message=commit_message or f"Upload BERT4Rec model from {directory.name}", create_pr=create_pr,
+    )
+    return commit.pr_url if create_pr and commit.pr_url else commit.commit_url

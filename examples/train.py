@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecTokenizer
-from bert4rec_hf.data import DataCollatorForMaskedItemModeling, leave_one_out, load_sequences, sliding_windows
+from bert4rec_hf.data import (DataCollatorForMaskedItemModeling, leave_one_out, load_item_titles, load_sequences,
+                              sliding_windows)
 from bert4rec_hf.evaluation import evaluate_next_item, item_popularity
-from bert4rec_hf.hub import render_model_card
+from bert4rec_hf.hub import push_model, render_model_card
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,7 +123,8 @@ def build_datasets(args):
         source, data_format = Path(args.dataset), args.format
     sequences = load_sequences(source, format=data_format)
     splits = leave_one_out(sequences)
-    tokenizer = Bert4RecTokenizer.from_sequences(sequences["item_ids"], model_max_length=args.max_length)
+    titles = load_item_titles(source, format=data_format)
+    tokenizer = Bert4RecTokenizer.from_sequences(sequences["item_ids"], titles=titles, model_max_length=args.max_length)
     train_sequences = [tokenizer.convert_items_to_ids(items) for items in splits["train"]["item_ids"]]
     examples = [{"input_ids": window} for sequence in train_sequences
                 for window in sliding_windows(sequence, args.max_length, args.sliding_window_step)]
@@ -265,17 +267,11 @@ def save_and_push(args, accelerator, model, tokenizer, results, state, stats):
         model_name=args.hub_model_id or f"bert4rec-{Path(args.dataset).stem}", repo_id=args.hub_model_id or
         str(args.output_dir), dataset_name=args.dataset, dataset_stats=stats, metrics=card_metrics,
         hyperparameters=hyperparameters, example_history=tokenizer.decode([2, 3, 4]), max_length=args.max_length,
-        protocol="leave-one-out; full = all items, seen excluded; pop100/uni100 = 100 sampled negatives",
     )
     card.save(args.output_dir / "README.md")
     if args.push_to_hub:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-        api.create_repo(args.hub_model_id, exist_ok=True)
-        api.upload_folder(repo_id=args.hub_model_id, folder_path=str(args.output_dir),
-                          ignore_patterns=["checkpoints/*", "best/*", "runs/*"],
-                          commit_message=f"BERT4Rec trained on {args.dataset}")
+        url = push_model(args.output_dir, args.hub_model_id, commit_message=f"BERT4Rec trained on {args.dataset}")
+        print(f"pushed to {url}")
 
 
 def main(argv=None):

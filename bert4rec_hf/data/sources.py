@@ -303,7 +303,10 @@ def _movielens_titles(path: Path) -> dict:
 
 def load_interactions(source, progress=None, user_column: str = "user_id", item_column: str = "item_id",
                       timestamp_column: str | None = None, title_column: str | None = None):
-    """A CSV, Parquet or JSON-lines table with a user column, an item column and optionally a timestamp column."""
+    """
+    A CSV, Parquet or JSON-lines table with a user column, an item column and optionally a timestamp column (else
+    the file order is the time order). Titles come from `title_column`, or from a column named `title` if any.
+    """
     path = _existing(source)
     suffixes = "".join(path.suffixes).lower()
     try:
@@ -321,6 +324,8 @@ def load_interactions(source, progress=None, user_column: str = "user_id", item_
             raise ValueError(f"{path}: no column {name!r} ({role}); the columns are {table.column_names}")
     if progress is not None:
         progress.update(1)
+    if title_column is None and "title" in table.column_names:
+        title_column = "title"
     timestamps = None
     if timestamp_column is not None:
         column = table[timestamp_column]

@@ -1,0 +1,107 @@
+"""The `next-item-recommendation` pipeline: histories of item ids in, top-k items with scores and titles out.
+
+    from transformers import pipeline
+    import bert4rec_hf  # registers the task
+
+    recommend = pipeline("next-item-recommendation", model="ORG/NAME")
+    recommend([1, 2, 3], top_k=5)                     # one history -> [{"item_id", "score", "title"}, ...]
+    recommend([[1, 2, 3], ["10", "20"]], top_k=5)     # a batch -> one list per history, each its own user's
+"""
+
+import torch
+from transformers import Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .modeling_bert4rec import Bert4RecForMaskedLM
+
+
+class NextItemRecommendationPipeline(Pipeline):
+    """
+    Scores every item as the next one after each history, through `Bert4RecForMaskedLM.recommend`: the history's
+    most recent items, then `[MASK]`; items already in the history are excluded unless `exclude_seen=False`.
+
+    - `top_k` (default 10): how many items per history.
+    - `candidates`: item ids to rank among (default: the whole catalogue).
+    - `batch_size` (default 256): histories scored per forward pass.
+    - An item id given as the string `"42"` or the int `42` is the same item. Unknown item ids raise a
+      `ValueError` naming them; with `unknown_items="ignore"` they are dropped from the history instead.
+    - An empty history is answered from the `[MASK]` alone: the items the model ranks highest with no context.
+    """
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.tokenizer is None:
+            raise ValueError("next-item-recommendation needs the model's item tokenizer (Bert4RecTokenizer)")
+
+    def _sanitize_parameters(self, top_k=None, candidates=None, exclude_seen=None, unknown_items=None, **kwargs):
+        preprocess = {k: v for k, v in {"unknown_items": unknown_items}.items() if v is not None}
+        forward = {k: v for k, v in {"top_k": top_k, "candidates": candidates, "exclude_seen": exclude_seen}.items()
+                   if v is not None}
+        return preprocess, forward, {}
+
+    def __call__(self, histories, top_k: int = 10, candidates=None, exclude_seen: bool = True,
+                 unknown_items: str | None = None, batch_size: int | None = None):
+        single = _is_single_history(histories)
+        batch = [histories] if single else list(histories)
+        batch_size = batch_size or self._batch_size or 256
+        candidate_ids = None
+        if candidates is not None:
+            candidate_ids = torch.tensor(self._token_ids(list(candidates), unknown_items, "candidates"))
+        results = []
+        for first in range(0, len(batch), batch_size):
+            inputs = self.preprocess(batch[first : first + batch_size], unknown_items=unknown_items)
+            outputs = self.forward(inputs, top_k=top_k, candidate_token_ids=candidate_ids, exclude_seen=exclude_seen)
+            results.extend(self.postprocess(outputs))
+        return results[0] if single else results
+
+    def _token_ids(self, items, unknown_items, where):
+        try:
+            return self.tokenizer.convert_items_to_ids(items, unknown_items=unknown_items, where=f"in {where} ")
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+
+    def preprocess(self, histories, unknown_items=None):
+        try:
+            return self.tokenizer(histories, return_tensors="pt", unknown_items=unknown_items)
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+
+    def _forward(self, model_inputs, top_k=10, candidate_token_ids=None, exclude_seen=True):
+        if candidate_token_ids is not None:
+            candidate_token_ids = candidate_token_ids.to(model_inputs["input_ids"].device)
+        return self.model.recommend(model_inputs["input_ids"], attention_mask=model_inputs["attention_mask"],
+                                    top_k=top_k, exclude_seen=exclude_seen, candidate_token_ids=candidate_token_ids)
+
+    def postprocess(self, model_outputs):
+        tokenizer = self.tokenizer
+        results = []
+        for token_ids, scores in zip(model_outputs.token_ids.tolist(), model_outputs.scores.tolist()):
+            row = []
+            for token_id, score in zip(token_ids, scores):
+                if token_id < 0:  # fewer items left than top_k
+                    break
+                item = tokenizer.decode([token_id])[0]
+                row.append({"item_id": item, "score": score, "title": tokenizer.title_of(item)})
+            results.append(row)
+        return results
+
+
+def _is_single_history(histories) -> bool:
+    if isinstance(histories, str):
+        return True
+    if len(histories) == 0:
+        return True  # an empty history
+    return isinstance(histories[0], (int, str))
+
+
+PIPELINE_REGISTRY.register_pipeline(
+    "next-item-recommendation",
+    pipeline_class=NextItemRecommendationPipeline,
+    pt_model=Bert4RecForMaskedLM,
+    type="text",
+)
