@@ -123,6 +123,10 @@ class Handler(BaseHTTPRequestHandler):
                 if method == "POST" and rest[:1] == ["tag"]:
                     body = json.loads(self._body() or b"{}")
                     return self._create_ref(repo_id, body["tag"], {"startingPoint": "/".join(rest[1:])})
+                if method == "POST" and rest == ["discussions"]:
+                    return self._open_pull_request(repo_id, json.loads(self._body() or b"{}"))
+                if method == "GET" and rest[:1] == ["discussions"] and len(rest) == 2:
+                    return self._pull_request(repo_id, int(rest[1]))
                 if method == "GET" and (not rest or rest[0] == "revision"):
                     return self._repo_info(repo_id, "/".join(rest[1:]) or "main")
             if len(parts) >= 5 and parts[2] == "resolve":
@@ -159,6 +163,26 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {body.get('startingPoint')}")
         repo.refs[name] = start
         self._json(200, {})
+
+    def _open_pull_request(self, repo_id, body):
+        repo = self._writable_repo(repo_id)
+        if repo is None:
+            return
+        repo.pull_requests += 1
+        repo.refs[f"refs/pr/{repo.pull_requests}"] = repo.refs["main"]
+        self._json(200, {"num": repo.pull_requests, "title": body.get("title", "")})
+
+    def _pull_request(self, repo_id, number):
+        repo = self._readable_repo(repo_id)
+        if repo is None:
+            return
+        if f"refs/pr/{number}" not in repo.refs:
+            return self._error(404, "NotFound", f"no pull request {number}")
+        self._json(200, {"title": "pull request", "num": number, "author": {"name": self.state.user},
+                         "createdAt": "2026-01-01T00:00:00.000Z", "status": "open",
+                         "repo": {"name": repo_id, "type": "model"}, "isPullRequest": True, "events": [],
+                         "changes": {"base": "refs/heads/main", "mergeCommitId": None}, "filesWithConflicts": [],
+                         "diff": ""})
 
     def _preupload(self, repo_id, body):
         if self._writable_repo(repo_id) is None:

@@ -34,3 +34,26 @@ def test_convert_reports_bad_input_without_a_traceback(tmp_path):
     assert "bad.tfrecord, record 0 (byte offset 0): length checksum mismatch" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_recommend_from_a_history_and_from_json_lines(tmp_path, trained_beauty_model, beauty_tokenizer,
+                                                      beauty_sequences):
+    trained_beauty_model.save_pretrained(tmp_path / "model")
+    beauty_tokenizer.save_pretrained(tmp_path / "model")
+    history = beauty_sequences[5]
+    one = run_cli("recommend", "--model", str(tmp_path / "model"), "--history", ",".join(map(str, history)),
+                  "--top-k", "4")
+    assert one.returncode == 0, one.stderr
+    answer = json.loads(one.stdout.strip())
+    assert len(answer["recommendations"]) == 4
+    assert all(r["title"] == f"Beauty product {r['item_id']}" for r in answer["recommendations"])
+    lines = "\n".join([json.dumps(history), json.dumps({"history": [str(i) for i in beauty_sequences[6]]})])
+    many = subprocess.run([sys.executable, "-m", "bert4rec_hf.cli", "recommend", "--model", str(tmp_path / "model"),
+                           "--top-k", "4"], input=lines, capture_output=True, text=True, timeout=300)
+    assert many.returncode == 0, many.stderr
+    answers = [json.loads(line) for line in many.stdout.strip().splitlines()]
+    assert [r["item_id"] for r in answers[0]["recommendations"]] == [r["item_id"] for r in answer["recommendations"]]
+    assert len(answers) == 2 and answers[1]["recommendations"] != answers[0]["recommendations"]
+    bad = subprocess.run([sys.executable, "-m", "bert4rec_hf.cli", "recommend", "--model", str(tmp_path / "model")],
+                         input="[1, 2\n", capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "stdin>, line 1: not JSON" in bad.stderr

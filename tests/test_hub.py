@@ -204,3 +204,19 @@ def test_a_filled_cache_loads_offline(hub, trained_model_dir, tmp_path):
     offline = pull("tester/bert4rec-offline", offline_env, histories)
     assert offline["items"] == online["items"]
     assert len(state.requests) == served
+
+
+def test_push_to_a_branch_and_as_a_pull_request(hub, trained_model_dir, tmp_path):
+    state, endpoint = hub
+    env = client_env(tmp_path, endpoint)
+    push(trained_model_dir, "tester/bert4rec-branches", env)
+    main_before = state.repos["tester/bert4rec-branches"].refs["main"]
+    push(trained_model_dir, "tester/bert4rec-branches", env, "--revision", "experiment", "--commit-message", "try")
+    pr_url = push(trained_model_dir, "tester/bert4rec-branches", env, "--create-pr")
+    repo = state.repos["tester/bert4rec-branches"]
+    assert "experiment" in repo.refs and "refs/pr/1" in repo.refs
+    assert pr_url.endswith("/tester/bert4rec-branches/discussions/1")
+    assert repo.refs["main"] == main_before, "neither the branch push nor the pull request may move main"
+    histories = some_histories(trained_model_dir)
+    assert pull("tester/bert4rec-branches", client_env(tmp_path, endpoint, home="branch_reader"), histories,
+                revision="experiment")["items"] == local_recommendations(trained_model_dir, histories)
