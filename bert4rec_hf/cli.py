@@ -39,6 +39,7 @@ def _read_histories(args) -> list[list[str]]:
     if args.history is not None:
         return [[item.strip() for item in args.history.split(",") if item.strip()]]
     handle = sys.stdin if args.histories in (None, "-") else open(args.histories, encoding="utf-8")
+    where = getattr(handle, "name", "<stdin>")
     histories = []
     with handle:
         for line_number, line in enumerate(handle, start=1):
@@ -47,11 +48,11 @@ def _read_histories(args) -> list[list[str]]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{getattr(handle, 'name', 'stdin')}, line {line_number}: not JSON ({error})") from None
+                raise ValueError(f"{where}, line {line_number}: not JSON ({error})") from None
             history = value.get("history") if isinstance(value, dict) else value
             if not isinstance(history, list):
-                raise ValueError(f"{getattr(handle, 'name', 'stdin')}, line {line_number}: expected a JSON list of "
-                                 'item ids or {"history": [...]}')
+                raise ValueError(f"{where}, line {line_number}: expected a JSON list of item ids or "
+                                 '{"history": [...]}')
             histories.append(history)
     return histories
 

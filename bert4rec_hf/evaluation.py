@@ -123,7 +123,7 @@ def evaluate_next_item(
 
     if "pop100" in protocols and popularity is None:
         raise ValueError("the pop100 protocol needs the training items' popularity (item_popularity(...))")
-    first_item, vocab_size = 2, tokenizer.vocab_size
+    first_item, vocab_size = model.config.first_item_token_id, tokenizer.vocab_size
     columns = ["user_id", "item_ids", "target"]
 
     def collate(rows):

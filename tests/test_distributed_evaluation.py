@@ -29,7 +29,8 @@ def test_one_and_two_processes_give_identical_metrics(tmp_path, trained_beauty_m
                              str(tmp_path / "one.json")], capture_output=True, text=True, env=env, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    double = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517",
+    # --standalone: torchrun picks a free local port for the rendezvous itself.
+    double = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2",
                              str(REPO / "examples/evaluate.py"), *common, "--output", str(tmp_path / "two.json")],
                             capture_output=True, text=True, env=env, timeout=600)
     assert double.returncode == 0, double.stderr[-3000:]
