@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecTokenizer
-from bert4rec_hf.data import (DataCollatorForMaskedItemModeling, leave_one_out, load_item_titles, load_sequences,
-                              sliding_windows)
+from bert4rec_hf.data import (DataCollatorForMaskedItemModeling, LengthGroupedSampler, leave_one_out,
+                              load_item_titles, load_sequences, sliding_windows)
 from bert4rec_hf.evaluation import evaluate_next_item, item_popularity
 from bert4rec_hf.hub import push_model, render_model_card
 
@@ -38,14 +38,17 @@ REPO = Path(__file__).resolve().parent.parent
 # architecture, mask proportion and sequence length; Adam at 1e-3 with full-softmax cross-entropy, as the
 # reproductions that reached the published numbers trained it; an hour of training. Attention dropout is off: on
 # CPU, dropout inside attention forces the unfused attention kernel and doubles the step time (hidden dropout stays).
+# ML-1M trains in batches of 32: with batches grouped by length a sequence costs the same in batches of 32, 64 or 128
+# (520, 520, 470 sequences/s on 2 cores), and on validation NDCG@10 batches of 32 reached in 17 epochs what batches
+# of 64 reached in 27 and of 128 in about 45.
 RECIPES = {
     "beauty": dict(path="beauty/beauty.txt", format="txt", max_length=50, mask_probability=0.6,
                    hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.0, per_device_train_batch_size=256,
                    learning_rate=1e-3, num_train_epochs=200, early_stopping_patience=10, mask_last_probability=0.1,
                    sliding_window_step=None, max_train_time=3300),
     "ml-1m": dict(path="ml-1m/ml-1m.txt", format="txt", max_length=200, mask_probability=0.2,
-                  hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0, per_device_train_batch_size=128,
-                  learning_rate=1e-3, num_train_epochs=400, early_stopping_patience=20, mask_last_probability=0.1,
+                  hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0, per_device_train_batch_size=32,
+                  learning_rate=1e-3, num_train_epochs=1000, early_stopping_patience=30, mask_last_probability=0.1,
                   sliding_window_step=None, max_train_time=3300),
     "ml-100k": dict(path="ml-100k", format="movielens", max_length=200, mask_probability=0.2,
                     hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0, per_device_train_batch_size=64,
@@ -75,6 +78,8 @@ def parse_args(argv=None):
     parser.add_argument("--sliding_window_step", type=int, default=None,
                         help="also train on windows this many items apart over long histories")
     parser.add_argument("--per_device_train_batch_size", type=int, default=None)
+    parser.add_argument("--group_by_length", action=argparse.BooleanOptionalAction, default=True,
+                        help="batch sequences of similar length together (less padding, the same examples)")
     parser.add_argument("--per_device_eval_batch_size", type=int, default=256)
     parser.add_argument("--learning_rate", type=float, default=None)
     parser.add_argument("--weight_decay", type=float, default=0.01)
@@ -298,8 +303,13 @@ def main(argv=None):
         max_length=args.max_length, mask_probability=args.mask_probability,
         mask_last_probability=args.mask_last_probability,
     )
-    loader = DataLoader(examples, batch_size=args.per_device_train_batch_size, shuffle=True, collate_fn=collator,
-                        pin_memory=torch.cuda.is_available())
+    if args.group_by_length:
+        lengths = [min(len(example["input_ids"]), args.max_length) for example in examples]
+        order = {"sampler": LengthGroupedSampler(lengths, args.per_device_train_batch_size, seed=args.seed)}
+    else:
+        order = {"shuffle": True}
+    loader = DataLoader(examples, batch_size=args.per_device_train_batch_size, collate_fn=collator,
+                        pin_memory=torch.cuda.is_available(), **order)
     steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps,

@@ -149,3 +149,24 @@ def test_blockwise_training_loss_has_the_loss_and_gradients_of_full_logits(beaut
     torch.testing.assert_close(blockwise.loss, full.loss, rtol=1e-5, atol=1e-5)
     for name in full_grads:
         torch.testing.assert_close(blockwise_grads[name], full_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_blockwise_loss_is_exact_over_many_blocks(beauty_tokenizer):
+    from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
+
+    torch.manual_seed(0)
+    vocab = beauty_tokenizer.vocab_size
+    hidden = torch.randn(37, 16, requires_grad=True)
+    weight = (0.3 * torch.randn(vocab, 16)).requires_grad_()
+    bias = (0.1 * torch.randn(vocab)).requires_grad_()
+    targets = torch.randint(2, vocab, (37,))
+    special = torch.tensor([0, 1])
+    # Blocks of 5 rows: 8 blocks, the last one short.
+    loss = ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, 5 * vocab)
+    blockwise = torch.autograd.grad(loss, (hidden, weight, bias))
+    logits = (hidden @ weight.T + bias).index_fill(1, special, float("-inf"))
+    reference = F.cross_entropy(logits, targets)
+    full = torch.autograd.grad(reference, (hidden, weight, bias))
+    torch.testing.assert_close(loss, reference)
+    for name, ours, theirs in zip(("hidden", "weight", "bias"), blockwise, full):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6, msg=name)

@@ -1,5 +1,6 @@
 """Data for BERT4Rec: source files -> per-user sequences (cached Arrow) -> leave-one-out splits -> masked batches."""
 
+from .batching import LengthGroupedSampler
 from .collator import DataCollatorForMaskedItemModeling, sliding_windows
 from .loading import load_item_titles, load_sequences
 from .splits import leave_one_out
@@ -8,6 +9,7 @@ from .tfrecord import TFRecordError
 
 __all__ = [
     "DataCollatorForMaskedItemModeling",
+    "LengthGroupedSampler",
     "TFRecordError",
     "leave_one_out",
     "load_item_titles",
