@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -44,16 +45,17 @@ REPO = Path(__file__).resolve().parent.parent
 RECIPES = {
     "beauty": dict(path="beauty/beauty.txt", format="txt", max_length=50, mask_probability=0.6,
                    hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.0, per_device_train_batch_size=256,
-                   learning_rate=1e-3, num_train_epochs=200, early_stopping_patience=10, mask_last_probability=0.1,
-                   sliding_window_step=None, max_train_time=3300),
+                   learning_rate=1e-3, lr_scheduler_type="linear", num_train_epochs=200, early_stopping_patience=10,
+                   mask_last_probability=0.1, sliding_window_step=None, max_train_time=3300),
     "ml-1m": dict(path="ml-1m/ml-1m.txt", format="txt", max_length=200, mask_probability=0.2,
                   hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0, per_device_train_batch_size=32,
-                  learning_rate=1e-3, num_train_epochs=1000, early_stopping_patience=30, mask_last_probability=0.1,
-                  sliding_window_step=None, max_train_time=3300),
+                  learning_rate=1e-3, lr_scheduler_type="constant_with_warmup", num_train_epochs=1000,
+                  early_stopping_patience=30, mask_last_probability=0.1, sliding_window_step=None, max_train_time=3300),
     "ml-100k": dict(path="ml-100k", format="movielens", max_length=200, mask_probability=0.2,
                     hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0, per_device_train_batch_size=64,
-                    learning_rate=1e-3, num_train_epochs=200, early_stopping_patience=20, mask_last_probability=0.1,
-                    sliding_window_step=None, max_train_time=600),
+                    learning_rate=1e-3, lr_scheduler_type="constant_with_warmup", num_train_epochs=200,
+                    early_stopping_patience=20, mask_last_probability=0.1, sliding_window_step=None,
+                    max_train_time=600),
 }
 # For a data set of your own (a path with --format): the ML recipe.
 GENERIC_RECIPE = dict(RECIPES["ml-1m"], path=None, format=None)
@@ -83,7 +85,9 @@ def parse_args(argv=None):
     parser.add_argument("--per_device_eval_batch_size", type=int, default=256)
     parser.add_argument("--learning_rate", type=float, default=None)
     parser.add_argument("--weight_decay", type=float, default=0.01)
-    parser.add_argument("--lr_scheduler_type", default="constant_with_warmup")
+    parser.add_argument("--lr_scheduler_type", default=None,
+                        help="a transformers schedule name; 'linear' decays to zero at the end of the step budget or "
+                             "of --max_train_time, whichever comes first")
     parser.add_argument("--num_warmup_steps", type=int, default=100)
     parser.add_argument("--num_train_epochs", type=int, default=None)
     parser.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
@@ -160,6 +164,46 @@ def configure_optimizer(model, args):
     return torch.optim.AdamW(groups, lr=args.learning_rate)
 
 
+class TrainingClock:
+    """Seconds spent training, over every run of a resumed training: what --max_train_time counts."""
+
+    def __init__(self, seconds_before: float):
+        self.seconds_before, self.started = seconds_before, time.monotonic()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.monotonic() - self.started
+
+
+class LinearDecayOverBudget:
+    """
+    `LambdaLR` factor: linear warm-up, then linear decay to zero as `spent`, the share of the training budget used,
+    goes from 0 to 1. The budget is the step count or --max_train_time, whichever runs out first, so a run stopped by
+    its time budget still ends at a learning rate near zero (the step count that fits in the time is not known in
+    advance, so transformers' linear schedule cannot be told it). The training loop updates `spent`.
+    """
+
+    def __init__(self, num_warmup_steps: int):
+        self.num_warmup_steps, self.spent = num_warmup_steps, 0.0
+
+    def __call__(self, step: int) -> float:
+        return min(1.0, (step + 1) / max(1, self.num_warmup_steps)) * max(0.0, 1.0 - self.spent)
+
+
+def build_scheduler(args, optimizer, max_steps):
+    """The schedule, and the `LinearDecayOverBudget` the training loop must keep informed (None for the others)."""
+    if args.lr_scheduler_type == "linear":
+        decay = LinearDecayOverBudget(args.num_warmup_steps)
+        return LambdaLR(optimizer, decay), decay
+    return get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps,
+                         num_training_steps=max_steps), None
+
+
+def budget_spent(args, state, clock, max_steps) -> float:
+    """The share of the budget used once the step in progress is done: by steps, or by time when that is further."""
+    by_time = clock.seconds() / args.max_train_time if args.max_train_time else 0.0
+    return min(1.0, max((state.completed_steps + 1) / max_steps, by_time))
+
+
 @dataclass
 class TrainingState:
     """What a checkpoint needs besides the model and optimizer to continue where it stopped."""
@@ -174,8 +218,9 @@ class TrainingState:
     history: list = field(default_factory=list)
 
 
-def save_checkpoint(accelerator, args, state: TrainingState, name: str):
+def save_checkpoint(accelerator, args, state: TrainingState, clock: TrainingClock, name: str):
     directory = args.output_dir / "checkpoints" / name
+    state.train_seconds = clock.seconds()
     accelerator.save_state(str(directory))
     if accelerator.is_main_process:
         (directory / "training_state.json").write_text(json.dumps(asdict(state)))
@@ -194,7 +239,8 @@ def load_checkpoint(accelerator, args) -> TrainingState:
     return TrainingState(**json.loads((directory / "training_state.json").read_text()))
 
 
-def train_one_epoch(args, accelerator, model, optimizer, scheduler, loader, state, max_steps, started, progress):
+def train_one_epoch(args, accelerator, model, optimizer, scheduler, decay, loader, state, max_steps, clock,
+                    progress):
     """One pass over the training examples (from where a resumed run stopped); returns the epoch's mean loss."""
     model.train()
     loader.set_epoch(state.epoch)
@@ -210,6 +256,8 @@ def train_one_epoch(args, accelerator, model, optimizer, scheduler, loader, stat
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
+            if decay is not None:
+                decay.spent = budget_spent(args, state, clock, max_steps)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         total_loss += loss.item()
@@ -225,14 +273,14 @@ def train_one_epoch(args, accelerator, model, optimizer, scheduler, loader, stat
         if args.with_tracking:
             accelerator.log({"train_loss": loss.item(), "lr": scheduler.get_last_lr()[0]}, step=state.completed_steps)
         if isinstance(args.checkpointing_steps, int) and state.completed_steps % args.checkpointing_steps == 0:
-            save_checkpoint(accelerator, args, state, f"step_{state.completed_steps}")
-        if state.completed_steps >= max_steps or _out_of_time(args, state, started):
+            save_checkpoint(accelerator, args, state, clock, f"step_{state.completed_steps}")
+        if state.completed_steps >= max_steps or _out_of_time(args, clock):
             break
     return total_loss / max(count, 1)
 
 
-def _out_of_time(args, state, started) -> bool:
-    return args.max_train_time is not None and state.train_seconds + time.monotonic() - started >= args.max_train_time
+def _out_of_time(args, clock) -> bool:
+    return args.max_train_time is not None and clock.seconds() >= args.max_train_time
 
 
 def plot_training_curves(history: list[dict], path: Path):
@@ -260,6 +308,7 @@ def save_and_push(args, accelerator, model, tokenizer, results, state, stats):
     tokenizer.save_pretrained(args.output_dir)
     (args.output_dir / "all_results.json").write_text(json.dumps(results, indent=2) + "\n")
     plot_training_curves(state.history, args.output_dir / "training_curves.png")
+    (args.output_dir / "training_history.json").write_text(json.dumps(state.history, indent=1) + "\n")
     card_metrics = {k: v for k, v in results.items() if k.startswith("test_") and k.split("_", 2)[-1] in
                     ("ndcg@10", "hr@10", "mrr")}
     hyperparameters = {name: getattr(args, name) for name in (
@@ -312,8 +361,7 @@ def main(argv=None):
                         pin_memory=torch.cuda.is_available(), **order)
     steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps,
-                              num_training_steps=max_steps)
+    scheduler, decay = build_scheduler(args, optimizer, max_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     if args.with_tracking:
         accelerator.init_trackers("bert4rec", config={k: str(v) for k, v in vars(args).items()})
@@ -322,16 +370,17 @@ def main(argv=None):
     best_dir = args.output_dir / "best"
     progress = tqdm(total=max_steps, initial=state.completed_steps, disable=not accelerator.is_local_main_process,
                     desc="training")
-    started = time.monotonic()
-    while state.completed_steps < max_steps and not _out_of_time(args, state, started):
-        train_loss = train_one_epoch(args, accelerator, model, optimizer, scheduler, loader, state, max_steps,
-                                     started, progress)
+    clock = TrainingClock(state.train_seconds)
+    while state.completed_steps < max_steps and not _out_of_time(args, clock):
+        train_loss = train_one_epoch(args, accelerator, model, optimizer, scheduler, decay, loader, state, max_steps,
+                                     clock, progress)
         epoch_finished = state.steps_into_epoch >= steps_per_epoch
         metrics = evaluate_next_item(accelerator.unwrap_model(model), tokenizer, validation, protocols=("full",),
                                      batch_size=args.per_device_eval_batch_size, accelerator=accelerator,
                                      seed=args.seed, prefix="validation_")
         ndcg = metrics["validation_full_ndcg@10"]
         state.history.append({"epoch": state.epoch + 1, "step": state.completed_steps, "train_loss": train_loss,
+                              "learning_rate": scheduler.get_last_lr()[0], "train_seconds": clock.seconds(),
                               **metrics})
         accelerator.print(f"epoch {state.epoch + 1}: loss {train_loss:.4f}  validation NDCG@10 {ndcg:.4f}  "
                           f"HR@10 {metrics['validation_full_hr@10']:.4f}")
@@ -347,12 +396,12 @@ def main(argv=None):
             state.epoch += 1
             state.steps_into_epoch = 0
         if args.checkpointing_steps == "epoch":
-            save_checkpoint(accelerator, args, state, f"epoch_{state.epoch}")
+            save_checkpoint(accelerator, args, state, clock, f"epoch_{state.epoch}")
         accelerator.wait_for_everyone()
         if state.epochs_without_improvement >= args.early_stopping_patience:
             accelerator.print(f"early stopping: no better validation NDCG@10 for {args.early_stopping_patience} epochs")
             break
-    state.train_seconds += time.monotonic() - started
+    state.train_seconds = clock.seconds()
     progress.close()
 
     # The best epoch's weights, evaluated once on test (and on validation under every protocol).

@@ -50,7 +50,7 @@ def test_a_training_run_writes_every_artefact_and_its_model_loads(small_beauty, 
     output = tmp_path / "run"
     run(train_command(small_beauty, output, "--num_train_epochs", "3", "--checkpointing_steps", "epoch"))
     for name in ("model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json", "all_results.json",
-                 "training_curves.png", "README.md", "modeling_bert4rec.py"):
+                 "training_curves.png", "training_history.json", "README.md", "modeling_bert4rec.py"):
         assert (output / name).is_file(), name
     assert (output / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((output / "all_results.json").read_text())
@@ -70,7 +70,8 @@ def test_a_training_run_writes_every_artefact_and_its_model_loads(small_beauty, 
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_finishes_the_same_steps(small_beauty, tmp_path):
     output = tmp_path / "run"
-    command = train_command(small_beauty, output, "--max_train_steps", "60", "--checkpointing_steps", "10")
+    command = train_command(small_beauty, output, "--max_train_steps", "60", "--checkpointing_steps", "10",
+                            "--lr_scheduler_type", "linear", "--num_warmup_steps", "5", "--learning_rate", "1e-3")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (output / "checkpoints" / "step_20" / "training_state.json").is_file():
@@ -83,3 +84,24 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_finishes_the_same_steps(sm
     run(command + ["--resume_from_checkpoint", "latest"])
     results = json.loads((output / "all_results.json").read_text())
     assert results["train_steps"] == 60
+    # 1,500 users in batches of 64: epochs end at steps 24, 48 and 60. The resumed run continues the schedule
+    # where the killed one left it: linear decay to zero over the 60 steps.
+    history = json.loads((output / "training_history.json").read_text())
+    assert [h["step"] for h in history] == [24, 48, 60]
+    assert [h["learning_rate"] for h in history] == pytest.approx([1e-3 * (1 - 24 / 60), 1e-3 * (1 - 48 / 60), 0.0])
+
+
+def test_the_linear_schedule_reaches_zero_when_the_time_budget_ends_first(small_beauty, tmp_path):
+    output = tmp_path / "run"
+    run(train_command(small_beauty, output, "--num_train_epochs", "1000", "--max_train_time", "15",
+                      "--lr_scheduler_type", "linear", "--num_warmup_steps", "5", "--learning_rate", "1e-3"))
+    history = json.loads((output / "training_history.json").read_text())
+    assert len(history) >= 2, "the run should have had time for more than one epoch"
+    assert history[-1]["train_seconds"] >= 15
+    # Decays with the time spent, not with the 1,000 epochs it was allowed (by those it would still be above 99%
+    # of its peak): set at each epoch's last step, before that epoch's time was recorded, and near zero at the end.
+    rates = [h["learning_rate"] for h in history]
+    assert rates == sorted(rates, reverse=True) and rates[0] > 0.3e-3
+    for entry in history:
+        assert entry["learning_rate"] >= 1e-3 * (1 - entry["train_seconds"] / 15) - 1e-12
+    assert rates[-1] < 0.05e-3
