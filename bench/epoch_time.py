@@ -5,7 +5,8 @@
 Per data set, the training recipe of `examples/train.py` (length, mask proportion, mask-last share, batch size,
 model size) trains over the same users twice per repeat: once in random batches (`DataLoader(shuffle=True)`), once in
 batches from `LengthGroupedSampler`, alternating so machine noise hits both alike. Each batch is padded to its longest
-sequence, so random batches are mostly padding. Prints the median seconds per epoch of each and, last,
+sequence, so random batches are mostly padding. Prints the positions (items and padding) an epoch runs over and the
+median seconds per epoch of each and, last,
 `epoch_speedup_ml1m=<x> epoch_speedup_beauty=<y>` (random / grouped). Beauty times its first 10,240 users (of 40,226).
 """
 
@@ -15,7 +16,7 @@ import sys
 import time
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader
 
 from common import REPO, SHARED_DATA, find_data_file
 
@@ -41,6 +42,12 @@ def epoch_seconds(model, optimizer, loader) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return time.perf_counter() - start
+
+
+def padded_positions(loader, lengths) -> int:
+    """Positions (items and padding) the model runs over in one epoch: each batch is as wide as its longest."""
+    batches = BatchSampler(loader.sampler, loader.batch_size, drop_last=False)
+    return sum(len(indices) * max(lengths[i] for i in indices) for indices in batches)
 
 
 def run(name: str, repeats: int) -> float:
@@ -71,7 +78,9 @@ def run(name: str, repeats: int) -> float:
         for label, loader in loaders.items():
             times[label].append(epoch_seconds(model, optimizer, loader))
     random_s, grouped_s = statistics.median(times["random"]), statistics.median(times["grouped"])
+    positions = {label: padded_positions(loader, lengths) for label, loader in loaders.items()}
     print(f"{name}: users={len(examples)} batch={batch_size} max_length={max_length} threads={torch.get_num_threads()} "
+          f"items={sum(lengths)} positions_random={positions['random']} positions_grouped={positions['grouped']} "
           f"random_epoch_s={random_s:.1f} grouped_epoch_s={grouped_s:.1f} speedup={random_s / grouped_s:.2f}",
           flush=True)
     return random_s / grouped_s
