@@ -240,9 +240,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements: int = 1 << 24):
-        # 2**24 logits (64 MiB in float32) a block: smaller blocks read the item matrix more often, which on a CPU
-        # costs more than the block's memory traffic (Beauty, 54k items: 2**22 takes 1.3x as long as 2**24).
+    def forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements: int = 1 << 22):
         # Under autocast the softmax would run in half precision: keep this whole computation in float32.
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             return ChunkedLinearCrossEntropy._forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements)
