@@ -58,8 +58,8 @@ def main():
         earlier = args.output_root / dataset / "all_results.json"
         if dataset not in results and earlier.exists():
             results[dataset] = json.loads(earlier.read_text())
-    results = {d: results[d] for d in sorted(results, key=lambda d: KNOWN_DATASETS.index(d) if d in KNOWN_DATASETS
-                                             else len(KNOWN_DATASETS))}
+    order = KNOWN_DATASETS + [dataset for dataset in results if dataset not in KNOWN_DATASETS]
+    results = {dataset: results[dataset] for dataset in order if dataset in results}
     rendered = table(results)
     print(rendered)
     readme = REPO / "README.md"
