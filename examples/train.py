@@ -38,14 +38,15 @@ REPO = Path(__file__).resolve().parent.parent
 # Per built-in data set: where its file lies under --data_dir, and the recipe its defaults follow: the paper's
 # architecture and sequence length; Adam at 1e-3 with full-softmax cross-entropy, as the reproductions that reached
 # the published numbers trained it; an hour of training (ML-1M and Beauty decay the learning rate linearly to zero
-# over it; a decayed run ends better than a constant one stopped by the clock). Attention dropout is off: on CPU, dropout inside attention forces the unfused attention kernel and doubles the step time.
+# over it). Attention dropout is off: on CPU, dropout inside attention forces the unfused attention kernel and
+# doubles the step time.
 # ML-1M trains in batches of 32: with batches grouped by length a sequence costs the same in batches of 32, 64 or 128
 # (520, 520, 470 sequences/s on 2 cores), and on validation NDCG@10 batches of 32 reached in 17 epochs what batches
 # of 64 reached in 27 and of 128 in about 45.
-# Beauty masks 0.2 with hidden dropout 0.2, not the paper's 0.6 and 0.5: an epoch costs half as much (its step is
-# mostly the output layer over 54k items, paid per masked item) and validation NDCG@10 rose faster per epoch
-# (`bench/recipe_variants.py`); Klenitskiy & Vasilev's BERT4Rec, the best published on this file after RecTools,
-# also masked 0.2.
+# Beauty masks 0.2 with hidden dropout 0.2, not the paper's 0.6 and 0.5: in hour-long runs its best validation
+# NDCG@10 rose from 0.0164 to 0.0200, and an epoch costs 37 s instead of 49 (the step is mostly the output layer over
+# 54k items, paid per masked item). Klenitskiy & Vasilev's BERT4Rec, among the best published on this file, also
+# masked 0.2.
 RECIPES = {
     "beauty": dict(path="beauty/beauty.txt", format="txt", max_length=50, mask_probability=0.2,
                    hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0, per_device_train_batch_size=256,

@@ -105,3 +105,13 @@ def test_the_linear_schedule_reaches_zero_when_the_time_budget_ends_first(small_
     for entry in history:
         assert entry["learning_rate"] >= 1e-3 * (1 - entry["train_seconds"] / 15) - 1e-12
     assert rates[-1] < 0.05e-3
+
+
+def test_a_run_told_not_to_evaluate_test_reports_validation_only(small_beauty, tmp_path):
+    # bench/recipe_variants.py chooses recipes this way: nothing it reads may come from the test targets.
+    output = tmp_path / "run"
+    run(train_command(small_beauty, output, "--max_train_steps", "5", "--no-evaluate_test"))
+    results = json.loads((output / "all_results.json").read_text())
+    assert results["validation_full_ndcg@10"] >= 0 and results["validation_users"] == 1500
+    assert not [key for key in results if key.startswith("test_")]
+    assert AutoModel.from_pretrained(output).config.num_items > 0
