@@ -412,7 +412,7 @@ def main(argv=None):
     state.train_seconds = clock.seconds()
     progress.close()
 
-    # The best epoch's weights, evaluated once on test (and on validation under every protocol).
+    # The best epoch's weights, evaluated on validation under every protocol and once on test (unless told not to).
     best = Bert4RecForMaskedLM.from_pretrained(best_dir).to(accelerator.device)
     evaluated = [(splits["validation"], "validation_")] + [(splits["test"], "test_")] * args.evaluate_test
     results = {}
