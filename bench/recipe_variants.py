@@ -25,20 +25,25 @@ from common import REPO, SHARED_DATA
 def parse_variant(text: str) -> tuple[str, list[str]]:
     name, separator, flags = text.partition("=")
     if not separator or not name:
-        raise argparse.ArgumentTypeError(f"--variant {text!r}: expected NAME=FLAGS, e.g. 'low-mask=--mask_probability 0.2'")
+        raise argparse.ArgumentTypeError(
+            f"--variant {text!r}: expected NAME=FLAGS, e.g. 'low-mask=--mask_probability 0.2'")
     return name, shlex.split(flags)
 
 
+def variant_dir(args, name: str) -> Path:
+    return args.output_root / args.dataset / name
+
+
 def launch(args, name: str, flags: list[str], threads: int) -> subprocess.Popen:
-    output = args.output_root / args.dataset / name
+    output = variant_dir(args, name)
     command = [sys.executable, str(REPO / "examples/train.py"), "--dataset", args.dataset, "--data_dir",
                str(args.data_dir), "--output_dir", str(output), "--max_train_time", str(args.max_train_time),
                "--max_eval_users", str(args.max_eval_users), "--no-evaluate_test", *flags]
     output.mkdir(parents=True, exist_ok=True)
     print(f"{name}: {shlex.join(command)}", flush=True)
-    log = open(output / "train.log", "w")
     environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    with open(output / "train.log", "w") as log:  # the child keeps its own copy of the file descriptor
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
 
 
 def summary(name: str, history: list[dict], every: int) -> str:
@@ -70,7 +75,7 @@ def main():
         if failed:
             raise SystemExit(f"failed: {', '.join(failed)}; see train.log under {args.output_root / args.dataset}")
     for name, _ in args.variant:
-        history_file = args.output_root / args.dataset / name / "training_history.json"
+        history_file = variant_dir(args, name) / "training_history.json"
         print(summary(name, json.loads(history_file.read_text()), args.curve_every))
 
 

@@ -414,7 +414,9 @@ def main(argv=None):
 
     # The best epoch's weights, evaluated on validation under every protocol and once on test (unless told not to).
     best = Bert4RecForMaskedLM.from_pretrained(best_dir).to(accelerator.device)
-    evaluated = [(splits["validation"], "validation_")] + [(splits["test"], "test_")] * args.evaluate_test
+    evaluated = [(splits["validation"], "validation_")]
+    if args.evaluate_test:
+        evaluated.append((splits["test"], "test_"))
     results = {}
     for split, prefix in evaluated:
         results.update(evaluate_next_item(best, tokenizer, split, popularity=popularity,
