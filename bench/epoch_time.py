@@ -54,9 +54,9 @@ def run(name: str, repeats: int) -> float:
     recipe_name, candidates, users = DATA[name]
     recipe = RECIPES[recipe_name]
     sequences = load_sequences(find_data_file(*candidates), format="txt", show_progress=False)["item_ids"][:users]
-    # Training examples as examples/train.py builds them: all but the last two items (validation, test);
+    # Training examples as examples/train.py builds them for users outside validation: all but the last (test) item;
     # item id i is token id i + 1 (token 1 is [MASK]).
-    examples = [{"input_ids": [item + 1 for item in sequence[:-2]]} for sequence in sequences]
+    examples = [{"input_ids": [item + 1 for item in sequence[:-1]]} for sequence in sequences]
     num_items = max(max(sequence) for sequence in sequences)
     batch_size, max_length = recipe["per_device_train_batch_size"], recipe["max_length"]
     collator = DataCollatorForMaskedItemModeling(max_length=max_length, mask_probability=recipe["mask_probability"],
@@ -69,7 +69,8 @@ def run(name: str, repeats: int) -> float:
     }
     torch.manual_seed(0)
     model = Bert4RecForMaskedLM(Bert4RecConfig(
-        num_items=num_items, max_position_embeddings=max_length, hidden_dropout_prob=recipe["hidden_dropout_prob"],
+        num_items=num_items, max_position_embeddings=max_length, hidden_size=recipe["hidden_size"],
+        intermediate_size=recipe["intermediate_size"], hidden_dropout_prob=recipe["hidden_dropout_prob"],
         attention_probs_dropout_prob=recipe["attention_probs_dropout_prob"])).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     times = {label: [] for label in loaders}

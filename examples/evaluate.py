@@ -5,6 +5,8 @@
 
 Prints (and with --output writes) the test metrics under the full, pop100 and uni100 protocols. Every user is
 scored exactly once whatever the number of processes; sampled negatives depend only on the seed and the user.
+pop100 draws by popularity in the training split: pass the `--validation_users` and `--seed` the model was trained
+with (its model card lists them) to draw the same negatives as `examples/train.py` did.
 """
 
 import argparse
@@ -29,6 +31,8 @@ def main():
     parser.add_argument("--format", required=True)
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--per_device_eval_batch_size", type=int, default=256)
+    parser.add_argument("--validation_users", type=int, default=0,
+                        help="as in examples/train.py: users holding out a validation item (0: every user)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
@@ -36,7 +40,8 @@ def main():
     # Under torchrun without GPUs, accelerate forms a gloo process group only when told it runs on CPU.
     accelerator = Accelerator(cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     with accelerator.main_process_first():
-        splits = leave_one_out(load_sequences(args.dataset, format=args.format, show_progress=False))
+        splits = leave_one_out(load_sequences(args.dataset, format=args.format, show_progress=False),
+                               validation_users=args.validation_users or None, seed=args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForMaskedLM.from_pretrained(args.model).to(accelerator.device)
     popularity = item_popularity([tokenizer.convert_items_to_ids(s) for s in splits["train"]["item_ids"]],

@@ -48,7 +48,8 @@ def run(command, env_extra=None, timeout=600):
 
 def test_a_training_run_writes_every_artefact_and_its_model_loads(small_beauty, tmp_path):
     output = tmp_path / "run"
-    run(train_command(small_beauty, output, "--num_train_epochs", "3", "--checkpointing_steps", "epoch"))
+    run(train_command(small_beauty, output, "--num_train_epochs", "3", "--checkpointing_steps", "epoch",
+                      "--validation_users", "500"))
     for name in ("model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json", "all_results.json",
                  "training_curves.png", "training_history.json", "README.md", "modeling_bert4rec.py"):
         assert (output / name).is_file(), name
@@ -58,7 +59,8 @@ def test_a_training_run_writes_every_artefact_and_its_model_loads(small_beauty, 
         for metric in ("ndcg@10", "hr@10", "mrr"):
             assert 0 <= results[f"test_{protocol}_{metric}"] <= 1
             assert f"validation_{protocol}_{metric}" in results
-    assert results["test_users"] == 1500 and results["epochs"] == 3 and results["train_runtime_s"] > 0
+    assert results["test_users"] == 1500 and results["validation_users"] == 500
+    assert results["epochs"] == 3 and results["train_runtime_s"] > 0
     assert 1 <= results["best_epoch"] <= 3
     assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["epoch_1", "epoch_2", "epoch_3"]
     card = ModelCard.load(output / "README.md")
