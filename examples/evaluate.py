@@ -55,6 +55,9 @@ def main():
         print(text)
         if args.output is not None:
             args.output.write_text(text + "\n")
+    # Leave together and take the process group down: a gloo rank exiting with it alive can abort at shutdown.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
 
 
 if __name__ == "__main__":

@@ -438,8 +438,8 @@ def main(argv=None):
     accelerator.print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()
                                   if k.startswith("test_") or k in ("epochs", "train_runtime_s")}))
     save_and_push(args, accelerator, best, tokenizer, results, state, stats)
-    if args.with_tracking:
-        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # closes the trackers and the process group (a gloo rank can abort without it)
 
 
 if __name__ == "__main__":
