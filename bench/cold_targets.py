@@ -24,7 +24,7 @@ def main():
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     splits = leave_one_out(load_sequences(args.data, format=args.format, show_progress=False),
-                           validation_users=args.validation_users or None, seed=args.seed)
+                           validation_users=args.validation_users, seed=args.seed)
     trained = Counter(item for items in splits["train"]["item_ids"] for item in items)
     for name in ("validation", "test"):
         targets = splits[name]["target"]

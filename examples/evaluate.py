@@ -41,7 +41,7 @@ def main():
     accelerator = Accelerator(cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     with accelerator.main_process_first():
         splits = leave_one_out(load_sequences(args.dataset, format=args.format, show_progress=False),
-                               validation_users=args.validation_users or None, seed=args.seed)
+                               validation_users=args.validation_users, seed=args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForMaskedLM.from_pretrained(args.model).to(accelerator.device)
     popularity = item_popularity([tokenizer.convert_items_to_ids(s) for s in splits["train"]["item_ids"]],

@@ -151,7 +151,7 @@ def build_datasets(args):
     else:
         source, data_format = Path(args.dataset), args.format
     sequences = load_sequences(source, format=data_format)
-    splits = leave_one_out(sequences, validation_users=args.validation_users or None, seed=args.seed)
+    splits = leave_one_out(sequences, validation_users=args.validation_users, seed=args.seed)
     titles = load_item_titles(source, format=data_format)
     tokenizer = Bert4RecTokenizer.from_sequences(sequences["item_ids"], titles=titles, model_max_length=args.max_length)
     train_sequences = [tokenizer.convert_items_to_ids(items) for items in splits["train"]["item_ids"]]

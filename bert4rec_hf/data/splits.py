@@ -30,7 +30,8 @@ def leave_one_out(
 ) -> datasets.DatasetDict:
     """
     - `validation`: `item_ids` = everything before the second-to-last item, `target` = the second-to-last item; for
-      every user, or for `validation_users` users drawn at random (by `seed`)
+      every user (`validation_users` None or 0, as the scripts' `--validation_users 0`), or for `validation_users`
+      users drawn at random (by `seed`)
     - `train`: a validation user's items but the last two; every other user's items but the last (`item_ids`)
     - `test`: `item_ids` = everything before the last item, `target` = the last item
 
@@ -56,7 +57,7 @@ def leave_one_out(
         logger.warning("leave_one_out: %s", report)
     others = [name for name in table.column_names if name not in (column, "timestamps")]
     validating = lengths >= 3
-    if validation_users is not None and validation_users < validating.sum():
+    if validation_users and validation_users < validating.sum():
         chosen = np.random.default_rng(seed).choice(np.flatnonzero(validating), validation_users, replace=False)
         validating = np.zeros_like(validating)
         validating[chosen] = True
