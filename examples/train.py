@@ -59,17 +59,17 @@ RECIPES = {
                    mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0,
                    per_device_train_batch_size=256, learning_rate=1e-3, lr_scheduler_type="linear",
                    num_train_epochs=400, early_stopping_patience=100, mask_last_probability=0.1,
-                   sliding_window_step=None, validation_users=10_000, max_train_time=3300),
+                   always_mask_last=False, sliding_window_step=None, validation_users=10_000, max_train_time=3300),
     "ml-1m": dict(path="ml-1m/ml-1m.txt", format="txt", hidden_size=128, intermediate_size=512, max_length=100,
                   mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0,
                   per_device_train_batch_size=32, learning_rate=1e-3, lr_scheduler_type="linear",
                   num_train_epochs=1000, early_stopping_patience=30, mask_last_probability=0.1,
-                  sliding_window_step=None, validation_users=2048, max_train_time=3300),
+                  always_mask_last=False, sliding_window_step=None, validation_users=2048, max_train_time=3300),
     "ml-100k": dict(path="ml-100k", format="movielens", hidden_size=64, intermediate_size=256, max_length=200,
                     mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0,
                     per_device_train_batch_size=64, learning_rate=1e-3, lr_scheduler_type="constant_with_warmup",
                     num_train_epochs=200, early_stopping_patience=20, mask_last_probability=0.1,
-                    sliding_window_step=None, validation_users=0, max_train_time=600),
+                    always_mask_last=False, sliding_window_step=None, validation_users=0, max_train_time=600),
 }
 # For a data set of your own (a path with --format): the ML recipe.
 GENERIC_RECIPE = dict(RECIPES["ml-1m"], path=None, format=None)
@@ -91,6 +91,8 @@ def parse_args(argv=None):
     parser.add_argument("--mask_probability", type=float, default=None, help="cloze mask proportion")
     parser.add_argument("--mask_last_probability", type=float, default=None,
                         help="share of training sequences that mask only their last item")
+    parser.add_argument("--always_mask_last", action=argparse.BooleanOptionalAction, default=None,
+                        help="the other sequences mask their last item too, besides the random cloze masks")
     parser.add_argument("--sliding_window_step", type=int, default=None,
                         help="also train on windows this many items apart over long histories")
     parser.add_argument("--per_device_train_batch_size", type=int, default=None)
@@ -332,9 +334,9 @@ def save_and_push(args, accelerator, model, tokenizer, results, state, stats):
     card_metrics = {k: v for k, v in results.items() if k.startswith("test_") and k.split("_", 2)[-1] in
                     ("ndcg@10", "hr@10", "mrr")}
     hyperparameters = {name: getattr(args, name) for name in (
-        "max_length", "mask_probability", "mask_last_probability", "hidden_size", "num_hidden_layers",
-        "num_attention_heads", "hidden_dropout_prob", "attention_probs_dropout_prob", "per_device_train_batch_size",
-        "learning_rate", "weight_decay", "validation_users", "seed")}
+        "max_length", "mask_probability", "mask_last_probability", "always_mask_last", "hidden_size",
+        "num_hidden_layers", "num_attention_heads", "hidden_dropout_prob", "attention_probs_dropout_prob",
+        "per_device_train_batch_size", "learning_rate", "weight_decay", "validation_users", "seed")}
     hyperparameters.update(epochs=results["epochs"], best_epoch=results["best_epoch"],
                            train_runtime_s=results["train_runtime_s"], processes=accelerator.num_processes)
     card = render_model_card(
@@ -370,7 +372,7 @@ def main(argv=None):
     optimizer = configure_optimizer(model, args)
     collator = DataCollatorForMaskedItemModeling(
         max_length=args.max_length, mask_probability=args.mask_probability,
-        mask_last_probability=args.mask_last_probability,
+        mask_last_probability=args.mask_last_probability, always_mask_last=args.always_mask_last,
     )
     if args.group_by_length:
         lengths = [min(len(example["input_ids"]), args.max_length) for example in examples]

@@ -53,6 +53,20 @@ def test_the_mask_last_share_masks_only_the_last_item(beauty_tokenizer, beauty_s
     assert 0.25 < last_only_rows.float().mean().item() < 0.35  # 2,000 rows; masking 60% of 10+ items rarely hits one
 
 
+def test_always_mask_last_masks_the_last_item_besides_the_random_cloze_masks(beauty_tokenizer, beauty_sequences):
+    examples = examples_from([s for s in beauty_sequences if len(s) >= 10][:100], beauty_tokenizer) * 20
+    collator = DataCollatorForMaskedItemModeling(max_length=50, mask_probability=0.2, always_mask_last=True,
+                                                 generator=torch.Generator().manual_seed(2))
+    batch = collator(examples)
+    masked = batch["labels"] != -100
+    assert masked[:, -1].all()
+    assert (batch["input_ids"][:, -1] == collator.mask_token_id).all()
+    real_before_last = batch["attention_mask"][:, :-1] == 1
+    share_masked_before_last = (masked[:, :-1] & real_before_last).sum() / real_before_last.sum()
+    assert 0.18 < share_masked_before_last.item() < 0.22  # the cloze masks elsewhere are drawn as before
+    assert not (masked & (batch["attention_mask"] == 0)).any()
+
+
 def test_sliding_windows_cover_long_histories():
     sequence = list(range(1, 26))
     assert sliding_windows(sequence, 10, None) == [sequence[-10:]]

@@ -12,7 +12,9 @@ class DataCollatorForMaskedItemModeling:
 
     Each call draws new masks (dynamic masking): every item is replaced by `[MASK]` with probability
     `mask_probability`, at least one per sequence. A share `mask_last_probability` of the sequences mask only their
-    last item instead, the paper's extra instances that look exactly like a next-item query at inference. Sequences
+    last item instead, the paper's extra instances that look exactly like a next-item query at inference. With
+    `always_mask_last`, the other sequences mask their last item too, besides the random ones, so that every sequence
+    also trains the query asked at inference (a `[MASK]` after the history). Sequences
     keep their most recent `max_length` items and are padded on the left to the longest sequence of the batch.
     Labels are the original token ids at masked positions and -100 elsewhere.
     """
@@ -22,6 +24,7 @@ class DataCollatorForMaskedItemModeling:
     max_length: int = 200
     mask_probability: float = 0.2
     mask_last_probability: float = 0.0
+    always_mask_last: bool = False
     generator: torch.Generator | None = None
 
     def __post_init__(self):
@@ -44,6 +47,8 @@ class DataCollatorForMaskedItemModeling:
 
         draws = torch.rand((batch_size, width), generator=self.generator)
         masked = (draws < self.mask_probability) & real
+        if self.always_mask_last:  # the rightmost column: padding is on the left
+            masked[:, width - 1] = True
         # At least one masked item per sequence: where the draw masked none, mask the item with the lowest draw.
         lowest = draws.masked_fill(~real, 2.0).argmin(dim=1)
         none_masked = ~masked.any(dim=1)
