@@ -14,8 +14,8 @@ class DataCollatorForMaskedItemModeling:
     `mask_probability`, at least one per sequence. A share `mask_last_probability` of the sequences mask only their
     last item instead, the paper's extra instances that look exactly like a next-item query at inference. With
     `always_mask_last`, the other sequences mask their last item too, besides the random ones, so that every sequence
-    also trains the query asked at inference (a `[MASK]` after the history). Sequences
-    keep their most recent `max_length` items and are padded on the left to the longest sequence of the batch.
+    also trains the query asked at inference (a `[MASK]` after the history). Sequences keep their most recent
+    `max_length` items and are padded on the left to the longest sequence of the batch.
     Labels are the original token ids at masked positions and -100 elsewhere.
     """
 
