@@ -62,10 +62,10 @@ def leave_one_out(
         validating = np.zeros_like(validating)
         validating[chosen] = True
 
-    def split(keep_rows: np.ndarray, held_out: np.ndarray | int, with_target: bool) -> datasets.Dataset:
+    def split(keep_rows: np.ndarray, held_out: np.ndarray, with_target: bool) -> datasets.Dataset:
         rows = np.flatnonzero(keep_rows)
         starts = offsets[rows]
-        history_ends = offsets[rows + 1] - (held_out[rows] if isinstance(held_out, np.ndarray) else held_out)
+        history_ends = offsets[rows + 1] - held_out[rows]
         columns = {name: table[name].take(pa.array(rows)) for name in others}
         columns[column] = _slices(values, starts, history_ends)
         if with_target:
@@ -74,8 +74,8 @@ def leave_one_out(
 
     splits = datasets.DatasetDict(
         train=split(lengths >= 3, held_out=np.where(validating, 2, 1), with_target=False),
-        validation=split(validating, held_out=2, with_target=True),
-        test=split(lengths >= 2, held_out=1, with_target=True),
+        validation=split(validating, held_out=np.full_like(lengths, 2), with_target=True),
+        test=split(lengths >= 2, held_out=np.full_like(lengths, 1), with_target=True),
     )
     for part in splits.values():
         part.info.description = str(report)
