@@ -2,11 +2,11 @@
 
     python bench/epoch_time.py [--repeats 3]
 
-Per data set, the training recipe of `examples/train.py` (length, mask proportion, mask-last share, batch size,
-model size) trains over the same users twice per repeat: once in random batches (`DataLoader(shuffle=True)`), once in
-batches from `LengthGroupedSampler`, alternating so machine noise hits both alike. Each batch is padded to its longest
-sequence, so random batches are mostly padding. Prints the positions (items and padding) an epoch runs over and the
-median seconds per epoch of each and, last,
+Per data set, the training recipe of `examples/train.py` (length, sliding windows, mask proportion, mask-last share,
+batch size, model size) trains over the same sequences twice per repeat: once in random batches
+(`DataLoader(shuffle=True)`), once in batches from `LengthGroupedSampler`, alternating so machine noise hits both
+alike. Each batch is padded to its longest sequence, so random batches are mostly padding. Prints the positions
+(items and padding) an epoch runs over and the median seconds per epoch of each and, last,
 `epoch_speedup_ml1m=<x> epoch_speedup_beauty=<y>` (random / grouped). Beauty times its first 10,240 users (of 40,226).
 """
 
@@ -21,7 +21,7 @@ from torch.utils.data import BatchSampler, DataLoader
 from common import REPO, SHARED_DATA, find_data_file
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM
-from bert4rec_hf.data import DataCollatorForMaskedItemModeling, LengthGroupedSampler, load_sequences
+from bert4rec_hf.data import DataCollatorForMaskedItemModeling, LengthGroupedSampler, load_sequences, sliding_windows
 
 sys.path.insert(0, str(REPO / "examples"))
 from train import RECIPES  # noqa: E402  (the recipes live with the training script)
@@ -54,11 +54,13 @@ def run(name: str, repeats: int) -> float:
     recipe_name, candidates, users = DATA[name]
     recipe = RECIPES[recipe_name]
     sequences = load_sequences(find_data_file(*candidates), format="txt", show_progress=False)["item_ids"][:users]
-    # Training examples as examples/train.py builds them for users outside validation: all but the last (test) item;
-    # item id i is token id i + 1 (token 1 is [MASK]).
-    examples = [{"input_ids": [item + 1 for item in sequence[:-1]]} for sequence in sequences]
-    num_items = max(max(sequence) for sequence in sequences)
     batch_size, max_length = recipe["per_device_train_batch_size"], recipe["max_length"]
+    # Training examples as examples/train.py builds them for users outside validation: all but the last (test) item,
+    # in the recipe's windows; item id i is token id i + 1 (token 1 is [MASK]).
+    examples = [{"input_ids": window} for sequence in sequences
+                for window in sliding_windows([item + 1 for item in sequence[:-1]], max_length,
+                                              recipe["sliding_window_step"])]
+    num_items = max(max(sequence) for sequence in sequences)
     collator = DataCollatorForMaskedItemModeling(max_length=max_length, mask_probability=recipe["mask_probability"],
                                                  mask_last_probability=recipe["mask_last_probability"])
     lengths = [min(len(example["input_ids"]), max_length) for example in examples]
@@ -80,8 +82,9 @@ def run(name: str, repeats: int) -> float:
             times[label].append(epoch_seconds(model, optimizer, loader))
     random_s, grouped_s = statistics.median(times["random"]), statistics.median(times["grouped"])
     positions = {label: padded_positions(loader, lengths) for label, loader in loaders.items()}
-    print(f"{name}: users={len(examples)} batch={batch_size} max_length={max_length} threads={torch.get_num_threads()} "
-          f"items={sum(lengths)} positions_random={positions['random']} positions_grouped={positions['grouped']} "
+    print(f"{name}: users={len(sequences)} sequences={len(examples)} batch={batch_size} max_length={max_length} "
+          f"threads={torch.get_num_threads()} items={sum(lengths)} positions_random={positions['random']} "
+          f"positions_grouped={positions['grouped']} "
           f"random_epoch_s={random_s:.1f} grouped_epoch_s={grouped_s:.1f} speedup={random_s / grouped_s:.2f}",
           flush=True)
     return random_s / grouped_s

@@ -6,6 +6,8 @@ from transformers import PreTrainedConfig
 
 # Token ids 0 and 1 are the two special tokens; items are token ids 2 .. num_items + 1.
 NUM_SPECIAL_TOKENS = 2
+# What a position embedding counts: items from the oldest ("absolute") or from the newest ("recency").
+POSITION_EMBEDDING_TYPES = ("absolute", "recency")
 
 
 @strict
@@ -13,6 +15,10 @@ class Bert4RecConfig(PreTrainedConfig):
     r"""
     Configuration of a BERT4Rec model (Sun et al., CIKM 2019). The defaults are the paper's architecture
     (hidden 64, 2 layers, 2 heads, intermediate 256, GELU, attention dropout 0.2).
+
+    `position_embedding_type` says what a position embedding counts: `"absolute"` (BERT's, the paper's) numbers the
+    items from the oldest, 0, 1, ...; `"recency"` numbers them from the newest, so the most recent item (or the
+    `[MASK]` a next-item query ends with) is always position 0, whatever the length of the history.
 
     The vocabulary is `num_items + 2` tokens: `[PAD]` and `[MASK]` take token ids 0 and 1 (in either order), and the
     items take token ids `2 .. num_items + 1`. A `Bert4RecTokenizer` maps a catalogue's own item ids to those.
@@ -38,6 +44,7 @@ class Bert4RecConfig(PreTrainedConfig):
     hidden_dropout_prob: float | int = 0.2
     attention_probs_dropout_prob: float | int = 0.2
     max_position_embeddings: int = 200
+    position_embedding_type: str = "absolute"
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0
@@ -74,6 +81,11 @@ class Bert4RecConfig(PreTrainedConfig):
             raise ValueError(
                 "Bert4RecConfig.max_position_embeddings must be at least 2 (one item and the [MASK] after it), "
                 f"got {self.max_position_embeddings}."
+            )
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"Bert4RecConfig.position_embedding_type must be one of {', '.join(POSITION_EMBEDDING_TYPES)}, got "
+                f"{self.position_embedding_type!r}."
             )
         special = {"pad_token_id": self.pad_token_id, "mask_token_id": self.mask_token_id}
         for name, value in special.items():

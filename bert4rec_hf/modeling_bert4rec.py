@@ -158,6 +158,15 @@ class Bert4RecPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
+def real_token_positions(attention_mask: torch.Tensor, position_embedding_type: str) -> torch.Tensor:
+    """Each real token's position, counted over real tokens only: from the oldest, or from the newest ("recency")."""
+    counted_so_far = attention_mask.cumsum(-1)
+    if position_embedding_type == "recency":
+        # Real tokens after this one: the newest real token gets 0.
+        return (attention_mask.sum(-1, keepdim=True) - counted_so_far) * attention_mask
+    return (counted_so_far - 1).clamp(min=0)
+
+
 class Bert4RecModel(Bert4RecPreTrainedModel):
     """The bare BERT4Rec encoder: one hidden state per position of an item sequence."""
 
@@ -189,7 +198,8 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
             1 for real tokens, 0 for padding. Derived from `pad_token_id` when not given.
         position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            Defaults to counting real tokens from 0, so left and right padding give the same positions.
+            Defaults to counting real tokens from 0, from the oldest or, with `position_embedding_type="recency"`,
+            from the newest, so left and right padding give the same positions.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -200,7 +210,7 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
         if position_ids is None:
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            position_ids = real_token_positions(attention_mask.long(), self.config.position_embedding_type)
         if input_ids.shape[-1] > self.config.max_position_embeddings:
             raise ValueError(
                 f"Sequences of length {input_ids.shape[-1]} are longer than max_position_embeddings="

@@ -22,6 +22,7 @@ def test_default_config_is_the_papers_architecture():
         ({"pad_token_id": 1, "mask_token_id": 1}, "mask_token_id"),
         ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob"),
         ({"max_position_embeddings": 1}, "max_position_embeddings"),
+        ({"position_embedding_type": "relative_key"}, "position_embedding_type"),
     ],
 )
 def test_impossible_settings_raise_a_value_error_naming_the_field(settings, field):

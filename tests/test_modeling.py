@@ -24,7 +24,12 @@ def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, beauty_model
     assert torch.equal(before.loss, after.loss)
 
 
-def test_left_padding_and_right_padding_match_the_unpadded_sequence(beauty_model, beauty_tokenizer, beauty_sequences):
+@pytest.mark.parametrize("position_embedding_type", ["absolute", "recency"])
+def test_left_padding_and_right_padding_match_the_unpadded_sequence(position_embedding_type, beauty_tokenizer,
+                                                                    beauty_sequences):
+    torch.manual_seed(0)
+    beauty_model = Bert4RecForMaskedLM(Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50,
+                                                      position_embedding_type=position_embedding_type)).eval()
     sequence = beauty_tokenizer.convert_items_to_ids(beauty_sequences[0]) + [beauty_tokenizer.mask_token_id]
     n = len(sequence)
     alone = torch.tensor([sequence])
@@ -40,6 +45,21 @@ def test_left_padding_and_right_padding_match_the_unpadded_sequence(beauty_model
     torch.testing.assert_close(hidden_right, hidden, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(logits_left, logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(logits_right, logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("position_embedding_type, positions", [("absolute", [0, 1, 2, 3]), ("recency", [3, 2, 1, 0])])
+def test_default_positions_count_the_real_items_from_the_oldest_or_from_the_newest(
+        position_embedding_type, positions, beauty_tokenizer, beauty_sequences):
+    torch.manual_seed(0)
+    model = Bert4RecModel(Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50,
+                                         position_embedding_type=position_embedding_type)).eval()
+    sequence = beauty_tokenizer.convert_items_to_ids(beauty_sequences[0][-3:]) + [beauty_tokenizer.mask_token_id]
+    with torch.no_grad():
+        left_padded = model(torch.tensor([[0] * 5 + sequence])).last_hidden_state[0, 5:]
+        by_hand = model(torch.tensor([sequence]), position_ids=torch.tensor([positions])).last_hidden_state[0]
+        other_order = model(torch.tensor([sequence]), position_ids=torch.tensor([positions[::-1]])).last_hidden_state[0]
+    torch.testing.assert_close(left_padded, by_hand, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(left_padded, other_order, atol=1e-3), "the two orders must give different positions"
 
 
 def test_gathered_head_loss_equals_the_loss_from_full_logits(beauty_model, beauty_tokenizer, beauty_sequences):
