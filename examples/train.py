@@ -78,8 +78,9 @@ RECIPES = {
                     always_mask_last=False, position_embedding_type="absolute",
                     sliding_window_step=None, validation_users=0, max_train_time=600),
 }
-# For a data set of your own (a path with --format): the ML recipe.
-GENERIC_RECIPE = dict(RECIPES["ml-1m"], path=None, format=None)
+# For a data set of your own (a path with --format): the ML recipe, without its windows, whose step is set for
+# ML-1M's 100 items (with a shorter --max_length they would skip items); pass --sliding_window_step for yours.
+GENERIC_RECIPE = dict(RECIPES["ml-1m"], path=None, format=None, sliding_window_step=None)
 
 
 def parse_args(argv=None):
