@@ -347,8 +347,8 @@ def save_and_push(args, accelerator, model, tokenizer, results, state, stats):
     hyperparameters = {name: getattr(args, name) for name in (
         "max_length", "sliding_window_step", "mask_probability", "mask_last_probability", "always_mask_last",
         "hidden_size", "num_hidden_layers", "num_attention_heads", "position_embedding_type", "hidden_dropout_prob",
-        "attention_probs_dropout_prob",
-        "per_device_train_batch_size", "learning_rate", "weight_decay", "validation_users", "seed")}
+        "attention_probs_dropout_prob", "per_device_train_batch_size", "learning_rate", "weight_decay",
+        "validation_users", "seed")}
     hyperparameters.update(epochs=results["epochs"], best_epoch=results["best_epoch"],
                            train_runtime_s=results["train_runtime_s"], processes=accelerator.num_processes)
     card = render_model_card(

@@ -28,19 +28,19 @@ def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, beauty_model
 def test_left_padding_and_right_padding_match_the_unpadded_sequence(position_embedding_type, beauty_tokenizer,
                                                                     beauty_sequences):
     torch.manual_seed(0)
-    beauty_model = Bert4RecForMaskedLM(Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50,
-                                                      position_embedding_type=position_embedding_type)).eval()
+    model = Bert4RecForMaskedLM(Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50,
+                                               position_embedding_type=position_embedding_type)).eval()
     sequence = beauty_tokenizer.convert_items_to_ids(beauty_sequences[0]) + [beauty_tokenizer.mask_token_id]
     n = len(sequence)
     alone = torch.tensor([sequence])
     left = torch.tensor([[0] * 7 + sequence])
     right = torch.tensor([sequence + [0] * 7])
     with torch.no_grad():
-        hidden = beauty_model.bert4rec(alone).last_hidden_state[0]
-        hidden_left = beauty_model.bert4rec(left).last_hidden_state[0, 7:]
-        hidden_right = beauty_model.bert4rec(right).last_hidden_state[0, :n]
-        logits = beauty_model(alone).logits
-        logits_left, logits_right = beauty_model(left).logits, beauty_model(right).logits
+        hidden = model.bert4rec(alone).last_hidden_state[0]
+        hidden_left = model.bert4rec(left).last_hidden_state[0, 7:]
+        hidden_right = model.bert4rec(right).last_hidden_state[0, :n]
+        logits = model(alone).logits
+        logits_left, logits_right = model(left).logits, model(right).logits
     torch.testing.assert_close(hidden_left, hidden, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(hidden_right, hidden, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(logits_left, logits, rtol=1e-5, atol=1e-5)
