@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecTokenizer
+from bert4rec_hf.configuration_bert4rec import POSITION_EMBEDDING_TYPES
 from bert4rec_hf.data import (DataCollatorForMaskedItemModeling, LengthGroupedSampler, leave_one_out,
                               load_item_titles, load_sequences, sliding_windows)
 from bert4rec_hf.evaluation import evaluate_next_item, item_popularity
@@ -93,7 +94,7 @@ def parse_args(argv=None):
     parser.add_argument("--num_hidden_layers", type=int, default=2)
     parser.add_argument("--num_attention_heads", type=int, default=2)
     parser.add_argument("--intermediate_size", type=int, default=None)
-    parser.add_argument("--position_embedding_type", choices=["absolute", "recency"], default=None,
+    parser.add_argument("--position_embedding_type", choices=POSITION_EMBEDDING_TYPES, default=None,
                         help="count positions from the oldest item or from the newest (the [MASK] query is then "
                              "always position 0)")
     parser.add_argument("--hidden_dropout_prob", type=float, default=None)
