@@ -16,20 +16,30 @@ import bert4rec_hf  # noqa: F401
 from conftest import BUNDLED_BEAUTY, REPO
 
 
-@pytest.fixture(scope="module")
-def small_beauty(tmp_path_factory):
-    """The first 1,500 users of the bundled Beauty file."""
-    path = tmp_path_factory.mktemp("data") / "beauty-1500.txt"
+def first_beauty_users(directory, count):
+    """The first `count` users of the bundled Beauty file, written to a file of their own."""
+    path = directory / f"beauty-{count}.txt"
     users, lines = set(), []
     with open(BUNDLED_BEAUTY) as handle:
         for line in handle:
             user = line.split()[0]
-            if user not in users and len(users) == 1500:
+            if user not in users and len(users) == count:
                 break
             users.add(user)
             lines.append(line)
     path.write_text("".join(lines))
     return path
+
+
+@pytest.fixture(scope="module")
+def small_beauty(tmp_path_factory):
+    return first_beauty_users(tmp_path_factory.mktemp("data"), 1500)
+
+
+@pytest.fixture(scope="module")
+def tiny_beauty(tmp_path_factory):
+    # Epochs of 5 steps: a run on a time budget has many of them even on a slow or busy machine.
+    return first_beauty_users(tmp_path_factory.mktemp("data"), 300)
 
 
 def train_command(data, output, *extra):
@@ -93,9 +103,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_finishes_the_same_steps(sm
     assert [h["learning_rate"] for h in history] == pytest.approx([1e-3 * (1 - 24 / 60), 1e-3 * (1 - 48 / 60), 0.0])
 
 
-def test_the_linear_schedule_reaches_zero_when_the_time_budget_ends_first(small_beauty, tmp_path):
+def test_the_linear_schedule_reaches_zero_when_the_time_budget_ends_first(tiny_beauty, tmp_path):
     output = tmp_path / "run"
-    run(train_command(small_beauty, output, "--num_train_epochs", "1000", "--max_train_time", "15",
+    run(train_command(tiny_beauty, output, "--num_train_epochs", "1000", "--max_train_time", "15",
                       "--lr_scheduler_type", "linear", "--num_warmup_steps", "5", "--learning_rate", "1e-3"))
     history = json.loads((output / "training_history.json").read_text())
     assert len(history) >= 2, "the run should have had time for more than one epoch"
