@@ -105,7 +105,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_finishes_the_same_steps(sm
 
 def test_the_linear_schedule_reaches_zero_when_the_time_budget_ends_first(tiny_beauty, tmp_path):
     output = tmp_path / "run"
+    # No early stop: 300 users' epochs are so short that the default patience could end the run before its budget.
     run(train_command(tiny_beauty, output, "--num_train_epochs", "1000", "--max_train_time", "15",
+                      "--early_stopping_patience", "100000",
                       "--lr_scheduler_type", "linear", "--num_warmup_steps", "5", "--learning_rate", "1e-3"))
     history = json.loads((output / "training_history.json").read_text())
     assert len(history) >= 2, "the run should have had time for more than one epoch"
