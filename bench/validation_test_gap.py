@@ -1,6 +1,6 @@
 """Validation against test for the same users: how much of a trained model's gap between the two is the data's.
 
-    python bench/validation_test_gap.py --model outputs/quality/beauty [--data ../shared/data/beauty/beauty.txt]
+    python bench/validation_test_gap.py --model outputs/quality/beauty [--data data/beauty/beauty.txt]
         [--validation_users 10000] [--seed 42]
 
 Re-draws the leave-one-out split the model was trained on (`--validation_users` and `--seed` as given to
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import SHARED_DATA
+from common import REPO
 
 from bert4rec_hf import Bert4RecForMaskedLM, Bert4RecTokenizer
 from bert4rec_hf.data import leave_one_out, load_sequences
@@ -25,7 +25,7 @@ from bert4rec_hf.evaluation import evaluate_next_item
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="an output directory of examples/train.py")
-    parser.add_argument("--data", type=Path, default=SHARED_DATA / "beauty/beauty.txt")
+    parser.add_argument("--data", type=Path, default=REPO / "data/beauty/beauty.txt")
     parser.add_argument("--format", default="txt")
     parser.add_argument("--validation_users", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=42)
