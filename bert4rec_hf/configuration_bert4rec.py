@@ -20,6 +20,10 @@ class Bert4RecConfig(PreTrainedConfig):
     items from the oldest, 0, 1, ...; `"recency"` numbers them from the newest, so the most recent item (or the
     `[MASK]` a next-item query ends with) is always position 0, whatever the length of the history.
 
+    `do_layer_norm_before` (the name OPT's configuration uses) moves each block's LayerNorm to the input of its
+    attention and feed-forward sublayers, with one more LayerNorm after the last block (pre-LN, as in RecTools'
+    BERT4Rec and GPT-2); `False`, the default, is BERT's and the paper's post-LN block.
+
     The vocabulary is `num_items + 2` tokens: `[PAD]` and `[MASK]` take token ids 0 and 1 (in either order), and the
     items take token ids `2 .. num_items + 1`. A `Bert4RecTokenizer` maps a catalogue's own item ids to those.
 
@@ -45,6 +49,7 @@ class Bert4RecConfig(PreTrainedConfig):
     attention_probs_dropout_prob: float | int = 0.2
     max_position_embeddings: int = 200
     position_embedding_type: str = "absolute"
+    do_layer_norm_before: bool = False
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0

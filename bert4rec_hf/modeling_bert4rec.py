@@ -80,10 +80,14 @@ class Bert4RecSelfAttention(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.do_layer_norm_before = config.do_layer_norm_before
         self.is_causal = False
 
     def forward(self, hidden_states, attention_mask, output_attentions=False):
         batch_size, seq_len, _ = hidden_states.shape
+        residual = hidden_states
+        if self.do_layer_norm_before:
+            hidden_states = self.LayerNorm(hidden_states)
         qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_size)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs)
 
@@ -105,7 +109,9 @@ class Bert4RecSelfAttention(nn.Module):
             scaling=self.scaling,
         )
         attn_output = attn_output.reshape(batch_size, seq_len, -1)  # (B, T, H)
-        hidden_states = self.LayerNorm(hidden_states + self.dropout(self.dense(attn_output)))
+        hidden_states = residual + self.dropout(self.dense(attn_output))
+        if not self.do_layer_norm_before:
+            hidden_states = self.LayerNorm(hidden_states)
         return hidden_states, attn_weights
 
 
@@ -117,14 +123,21 @@ class Bert4RecFeedForward(nn.Module):
         self.output = nn.Linear(config.intermediate_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.do_layer_norm_before = config.do_layer_norm_before
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.do_layer_norm_before:
+            update = self.dropout(self.output(self.act(self.intermediate(self.LayerNorm(hidden_states)))))
+            return hidden_states + update
         update = self.dropout(self.output(self.act(self.intermediate(hidden_states))))
         return self.LayerNorm(hidden_states + update)
 
 
 class Bert4RecLayer(nn.Module):
-    """A post-LayerNorm BERT block: self-attention then feed-forward, each with a residual connection."""
+    """
+    A BERT block: self-attention then feed-forward, each with a residual connection; LayerNorm after each residual
+    sum (post-LN, BERT's) or, with `config.do_layer_norm_before`, at each sublayer's input (pre-LN).
+    """
 
     def __init__(self, config: Bert4RecConfig):
         super().__init__()
@@ -174,6 +187,10 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         super().__init__(config)
         self.embeddings = Bert4RecEmbeddings(config)
         self.layers = nn.ModuleList([Bert4RecLayer(config) for _ in range(config.num_hidden_layers)])
+        # Pre-LN blocks leave the residual stream unnormalised: one LayerNorm after the last block.
+        self.final_layer_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.do_layer_norm_before else None
+        )
         self.post_init()
 
     def get_input_embeddings(self):
@@ -227,6 +244,8 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         all_attentions = () if output_attentions else None
         for layer in self.layers:
             hidden_states, attn_weights = layer(hidden_states, mask, output_attentions)
+            if self.final_layer_norm is not None and layer is self.layers[-1]:
+                hidden_states = self.final_layer_norm(hidden_states)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             if output_attentions:

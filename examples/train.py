@@ -61,24 +61,27 @@ REPO = Path(__file__).resolve().parent.parent
 # the [MASK] of a next-item query is always position 0 (Beauty's median history is 6 items): best validation NDCG@10
 # 0.0269 against 0.0229 in the same hour on 2 cores, holding near 0.026 to the end instead of falling after epoch 43.
 RECIPES = {
-    "beauty": dict(path="beauty/beauty.txt", format="txt", hidden_size=64, intermediate_size=256, max_length=50,
-                   mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0,
+    "beauty": dict(path="beauty/beauty.txt", format="txt", hidden_size=128, intermediate_size=512, max_length=50,
+                   mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2,
                    per_device_train_batch_size=256, learning_rate=1e-3, lr_scheduler_type="linear",
-                   num_train_epochs=400, early_stopping_patience=100, mask_last_probability=0.1,
+                   num_train_epochs=40, early_stopping_patience=100, mask_last_probability=0.1,
                    always_mask_last=False, position_embedding_type="recency",
-                   sliding_window_step=None, validation_users=10_000, max_train_time=3300),
+                   mask_replace_probability=0.8, random_replace_probability=0.1,
+                   do_layer_norm_before=True, sliding_window_step=None, validation_users=10_000, max_train_time=3300),
     "ml-1m": dict(path="ml-1m/ml-1m.txt", format="txt", hidden_size=128, intermediate_size=512, max_length=100,
                   mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0,
                   per_device_train_batch_size=32, learning_rate=1e-3, lr_scheduler_type="linear",
                   num_train_epochs=1000, early_stopping_patience=30, mask_last_probability=0.1,
                   always_mask_last=False, position_embedding_type="recency",
-                  sliding_window_step=100, validation_users=2048, max_train_time=3300),
+                  mask_replace_probability=1.0, random_replace_probability=0.0,
+                  do_layer_norm_before=False, sliding_window_step=100, validation_users=2048, max_train_time=3300),
     "ml-100k": dict(path="ml-100k", format="movielens", hidden_size=64, intermediate_size=256, max_length=200,
                     mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0,
                     per_device_train_batch_size=64, learning_rate=1e-3, lr_scheduler_type="constant_with_warmup",
                     num_train_epochs=200, early_stopping_patience=20, mask_last_probability=0.1,
                     always_mask_last=False, position_embedding_type="absolute",
-                    sliding_window_step=None, validation_users=0, max_train_time=600),
+                    mask_replace_probability=1.0, random_replace_probability=0.0,
+                    do_layer_norm_before=False, sliding_window_step=None, validation_users=0, max_train_time=600),
 }
 # For a data set of your own (a path with --format): the ML recipe, without its windows, whose step is set for
 # ML-1M's 100 items (with a shorter --max_length they would skip items); pass --sliding_window_step for yours.
@@ -95,6 +98,8 @@ def parse_args(argv=None):
     parser.add_argument("--num_hidden_layers", type=int, default=2)
     parser.add_argument("--num_attention_heads", type=int, default=2)
     parser.add_argument("--intermediate_size", type=int, default=None)
+    parser.add_argument("--do_layer_norm_before", action=argparse.BooleanOptionalAction, default=None,
+                        help="pre-LN blocks (LayerNorm at each sublayer's input) instead of BERT's post-LN")
     parser.add_argument("--position_embedding_type", choices=POSITION_EMBEDDING_TYPES, default=None,
                         help="count positions from the oldest item or from the newest (the [MASK] query is then "
                              "always position 0)")
@@ -106,6 +111,10 @@ def parse_args(argv=None):
                         help="share of training sequences that mask only their last item")
     parser.add_argument("--always_mask_last", action=argparse.BooleanOptionalAction, default=None,
                         help="the other sequences mask their last item too, besides the random cloze masks")
+    parser.add_argument("--mask_replace_probability", type=float, default=None,
+                        help="share of the randomly masked items shown as [MASK] (the paper: all of them)")
+    parser.add_argument("--random_replace_probability", type=float, default=None,
+                        help="share shown as a random item (BERT: 0.1, with 0.8 as [MASK]); the rest are unchanged")
     parser.add_argument("--sliding_window_step", type=int, default=None,
                         help="also train on windows this many items apart over long histories")
     parser.add_argument("--per_device_train_batch_size", type=int, default=None)
@@ -187,6 +196,7 @@ def build_model(args, tokenizer):
         num_attention_heads=args.num_attention_heads, intermediate_size=args.intermediate_size,
         hidden_dropout_prob=args.hidden_dropout_prob, attention_probs_dropout_prob=args.attention_probs_dropout_prob,
         max_position_embeddings=args.max_length, position_embedding_type=args.position_embedding_type,
+        do_layer_norm_before=args.do_layer_norm_before,
     )
     return Bert4RecForMaskedLM(config)
 
@@ -348,9 +358,10 @@ def save_and_push(args, accelerator, model, tokenizer, results, state, stats):
                     ("ndcg@10", "hr@10", "mrr")}
     hyperparameters = {name: getattr(args, name) for name in (
         "max_length", "sliding_window_step", "mask_probability", "mask_last_probability", "always_mask_last",
-        "hidden_size", "num_hidden_layers", "num_attention_heads", "position_embedding_type", "hidden_dropout_prob",
-        "attention_probs_dropout_prob", "per_device_train_batch_size", "learning_rate", "weight_decay",
-        "validation_users", "seed")}
+        "mask_replace_probability", "random_replace_probability", "hidden_size", "intermediate_size",
+        "num_hidden_layers", "num_attention_heads", "do_layer_norm_before", "position_embedding_type",
+        "hidden_dropout_prob", "attention_probs_dropout_prob", "per_device_train_batch_size", "learning_rate",
+        "weight_decay", "validation_users", "seed")}
     hyperparameters.update(epochs=results["epochs"], best_epoch=results["best_epoch"],
                            train_runtime_s=results["train_runtime_s"], processes=accelerator.num_processes)
     card = render_model_card(
@@ -387,6 +398,8 @@ def main(argv=None):
     collator = DataCollatorForMaskedItemModeling(
         max_length=args.max_length, mask_probability=args.mask_probability,
         mask_last_probability=args.mask_last_probability, always_mask_last=args.always_mask_last,
+        mask_replace_probability=args.mask_replace_probability,
+        random_replace_probability=args.random_replace_probability, vocab_size=tokenizer.vocab_size,
     )
     if args.group_by_length:
         lengths = [min(len(example["input_ids"]), args.max_length) for example in examples]

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from bert4rec_hf.data import DataCollatorForMaskedItemModeling, sliding_windows
@@ -65,6 +66,50 @@ def test_always_mask_last_masks_the_last_item_besides_the_random_cloze_masks(bea
     share_masked_before_last = (masked[:, :-1] & real_before_last).sum() / real_before_last.sum()
     assert 0.18 < share_masked_before_last.item() < 0.22  # the cloze masks elsewhere are drawn as before
     assert not (masked & (batch["attention_mask"] == 0)).any()
+
+
+def test_masked_items_are_shown_as_mask_random_item_or_unchanged_in_the_configured_shares(beauty_tokenizer,
+                                                                                          beauty_sequences):
+    examples = examples_from([s for s in beauty_sequences if len(s) >= 10][:100], beauty_tokenizer) * 20
+    collator = DataCollatorForMaskedItemModeling(max_length=50, mask_probability=0.3, mask_replace_probability=0.8,
+                                                 random_replace_probability=0.1,
+                                                 vocab_size=beauty_tokenizer.vocab_size,
+                                                 generator=torch.Generator().manual_seed(3))
+    batch = collator(examples)
+    masked = batch["labels"] != -100
+    shown, labels = batch["input_ids"][masked], batch["labels"][masked]
+    as_mask = shown == collator.mask_token_id
+    unchanged = shown == labels
+    as_random = ~as_mask & ~unchanged
+    # About 6,000 masked items: each share is within a few points of 80/10/10 (a random draw may hit its own item).
+    assert 0.77 < as_mask.float().mean().item() < 0.83
+    assert 0.08 < as_random.float().mean().item() < 0.12
+    assert 0.08 < unchanged.float().mean().item() < 0.12
+    assert ((shown[as_random] >= 2) & (shown[as_random] < beauty_tokenizer.vocab_size)).all()
+    assert not (masked & (batch["attention_mask"] == 0)).any()
+    assert (batch["input_ids"][batch["attention_mask"] == 0] == collator.pad_token_id).all()
+    # Unmasked items are never replaced.
+    original = collator.__class__(max_length=50)(examples)
+    restored = torch.where(masked, batch["labels"], batch["input_ids"])
+    assert torch.equal(restored, torch.where(original["labels"] != -100, original["labels"], original["input_ids"]))
+
+
+def test_a_masked_last_item_that_asks_the_inference_query_is_always_shown_as_mask(beauty_tokenizer, beauty_sequences):
+    examples = examples_from([s for s in beauty_sequences if len(s) >= 10][:100], beauty_tokenizer) * 20
+    for options in (dict(mask_last_probability=1.0), dict(always_mask_last=True)):
+        collator = DataCollatorForMaskedItemModeling(max_length=50, mask_probability=0.3, mask_replace_probability=0.0,
+                                                     random_replace_probability=1.0,
+                                                     vocab_size=beauty_tokenizer.vocab_size, **options)
+        batch = collator(examples)
+        assert (batch["input_ids"][:, -1] == collator.mask_token_id).all()
+        assert (batch["labels"][:, -1] != -100).all()
+
+
+def test_random_replacement_needs_the_vocabulary_size():
+    with pytest.raises(ValueError, match="vocab_size"):
+        DataCollatorForMaskedItemModeling(mask_replace_probability=0.8, random_replace_probability=0.1)
+    with pytest.raises(ValueError, match="sum of at most 1"):
+        DataCollatorForMaskedItemModeling(mask_replace_probability=0.8, random_replace_probability=0.3, vocab_size=9)
 
 
 def test_sliding_windows_cover_long_histories():

@@ -116,6 +116,42 @@ def test_training_step_reduces_the_loss_on_real_data(beauty_tokenizer, beauty_se
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_pre_layer_norm_blocks_train_and_round_trip(tmp_path, beauty_tokenizer, beauty_sequences):
+    torch.manual_seed(0)
+    config = Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50, do_layer_norm_before=True,
+                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = Bert4RecForMaskedLM(config)
+    # With its sublayers' output projections at zero, a pre-LN block passes its input through unnormalised; a
+    # post-LN block normalises it.
+    hidden = torch.randn(2, 5, config.hidden_size) * 3 + 1
+    for pre_ln in (True, False):
+        block = Bert4RecForMaskedLM(Bert4RecConfig(**{**config.to_dict(), "do_layer_norm_before": pre_ln})).eval()
+        layer = block.bert4rec.layers[0]
+        for projection in (layer.attention.dense, layer.feed_forward.output):
+            torch.nn.init.zeros_(projection.weight)
+            torch.nn.init.zeros_(projection.bias)
+        with torch.no_grad():
+            passed = layer(hidden, None)[0]
+        expected = hidden if pre_ln else F.layer_norm(F.layer_norm(hidden, (config.hidden_size,), eps=1e-12),
+                                                      (config.hidden_size,), eps=1e-12)
+        torch.testing.assert_close(passed, expected)
+    batch = beauty_batch(beauty_tokenizer, beauty_sequences[:64])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(20):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    model.eval().save_pretrained(tmp_path)
+    loaded = Bert4RecForMaskedLM.from_pretrained(tmp_path).eval()
+    assert loaded.config.do_layer_norm_before and loaded.bert4rec.final_layer_norm is not None
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, loaded(**batch).logits)
+
+
 def test_eager_and_sdpa_attention_agree_and_attentions_are_returned(beauty_tokenizer, beauty_sequences, tmp_path):
     torch.manual_seed(0)
     config = Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50)

@@ -58,8 +58,10 @@ def run(command, env_extra=None, timeout=600):
 
 def test_a_training_run_writes_every_artefact_and_its_model_loads(small_beauty, tmp_path):
     output = tmp_path / "run"
+    # With the Beauty recipe's pre-LN blocks and 80/10/10 masking, which the data set's own recipe leaves off.
     run(train_command(small_beauty, output, "--num_train_epochs", "3", "--checkpointing_steps", "epoch",
-                      "--validation_users", "500"))
+                      "--validation_users", "500", "--do_layer_norm_before", "--mask_replace_probability", "0.8",
+                      "--random_replace_probability", "0.1"))
     for name in ("model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json", "all_results.json",
                  "training_curves.png", "training_history.json", "README.md", "modeling_bert4rec.py"):
         assert (output / name).is_file(), name
@@ -77,6 +79,7 @@ def test_a_training_run_writes_every_artefact_and_its_model_loads(small_beauty, 
     reported = {m.metric_type: m.metric_value for m in card.data.eval_results}
     assert reported["test_full_ndcg@10"] == pytest.approx(results["test_full_ndcg@10"], abs=1e-6)
     assert type(AutoModel.from_pretrained(output)).__name__ == "Bert4RecModel"
+    assert AutoModel.from_pretrained(output).config.do_layer_norm_before
     assert type(AutoModelForMaskedLM.from_pretrained(output)).__name__ == "Bert4RecForMaskedLM"
 
 

@@ -17,6 +17,11 @@ class DataCollatorForMaskedItemModeling:
     also trains the query asked at inference (a `[MASK]` after the history). Sequences keep their most recent
     `max_length` items and are padded on the left to the longest sequence of the batch.
     Labels are the original token ids at masked positions and -100 elsewhere.
+
+    As in BERT (and Transformers' `DataCollatorForLanguageModeling`), a randomly masked item may be shown as
+    `[MASK]` (`mask_replace_probability`), as a random item (`random_replace_probability`, drawn uniformly from the
+    `vocab_size - 2` items) or unchanged (the rest); the paper always shows `[MASK]`, the default. A masked last item
+    (the mask-last share, `always_mask_last`) is always `[MASK]`: it is the query asked at inference.
     """
 
     mask_token_id: int = 1
@@ -25,6 +30,9 @@ class DataCollatorForMaskedItemModeling:
     mask_probability: float = 0.2
     mask_last_probability: float = 0.0
     always_mask_last: bool = False
+    mask_replace_probability: float = 1.0
+    random_replace_probability: float = 0.0
+    vocab_size: int | None = None
     generator: torch.Generator | None = None
 
     def __post_init__(self):
@@ -32,6 +40,13 @@ class DataCollatorForMaskedItemModeling:
             raise ValueError(f"mask_probability must be in (0, 1], got {self.mask_probability}.")
         if not 0 <= self.mask_last_probability <= 1:
             raise ValueError(f"mask_last_probability must be in [0, 1], got {self.mask_last_probability}.")
+        replace = (self.mask_replace_probability, self.random_replace_probability)
+        if min(replace) < 0 or sum(replace) > 1:
+            raise ValueError(f"mask_replace_probability and random_replace_probability must be >= 0 with a sum of at "
+                             f"most 1, got {replace[0]} and {replace[1]}.")
+        if self.random_replace_probability > 0 and (self.vocab_size is None or self.vocab_size <= 2):
+            raise ValueError(f"random_replace_probability={self.random_replace_probability} draws random items: pass "
+                             f"vocab_size (the tokenizer's, with its 2 special tokens), got {self.vocab_size}.")
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         sequences = [list(example["input_ids"])[-self.max_length :] for example in examples]
@@ -59,7 +74,21 @@ class DataCollatorForMaskedItemModeling:
         masked[mask_last, width - 1] = True
 
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
-        input_ids = input_ids.masked_fill(masked, self.mask_token_id)
+        shown_as_mask = masked
+        if self.mask_replace_probability < 1:
+            query = torch.zeros_like(masked)  # a masked last item that asks the inference query stays [MASK]
+            query[mask_last, width - 1] = True
+            if self.always_mask_last:
+                query[:, width - 1] = True
+            how = torch.rand((batch_size, width), generator=self.generator)
+            shown_as_mask = masked & ((how < self.mask_replace_probability) | query)
+            if self.random_replace_probability > 0:
+                shown_as_random = masked & ~shown_as_mask & (
+                    how < self.mask_replace_probability + self.random_replace_probability)
+                # Item tokens follow the two special tokens of the vocabulary.
+                random_items = torch.randint(2, self.vocab_size, (batch_size, width), generator=self.generator)
+                input_ids = torch.where(shown_as_random, random_items, input_ids)
+        input_ids = input_ids.masked_fill(shown_as_mask, self.mask_token_id)
         return {"input_ids": input_ids, "attention_mask": real.long(), "labels": labels}
 
 
