@@ -39,10 +39,11 @@ def table(results: dict[str, dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for dataset, r in results.items():
+        refit = f" + {r['refit_epochs']} refit" if "refit_epochs" in r else ""
         lines.append(
             f"| {dataset} | {r['test_full_ndcg@10']:.4f} | {r['test_full_hr@10']:.4f} | {r['test_pop100_ndcg@10']:.4f} "
             f"| {r['test_pop100_hr@10']:.4f} | {r['train_runtime_s'] / 60:.0f} min | {r['epochs']} "
-            f"({r['best_epoch']}) | {cores} CPU cores |"
+            f"({r['best_epoch']}){refit} | {cores} CPU cores |"
         )
     return "\n".join(lines)
 

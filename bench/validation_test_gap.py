@@ -7,10 +7,13 @@ Re-draws the leave-one-out split the model was trained on (`--validation_users` 
 examples/train.py; the defaults are the Beauty recipe's) and scores under full ranking, the user's other items
 excluded: the validation users on their validation item, the same users on their test item, and every other user
 on their test item. When the same users score much lower on test than on validation, the gap is not the choice of
-the best epoch on validation: their last item is harder to predict than their second-to-last.
+the best epoch on validation: their last item is harder to predict than their second-to-last. Of a run that refit
+(`--refit`, which trains on the validation items), the selection run's model in `best/` is scored, then the refit
+model on the test items of both groups.
 """
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,8 @@ def main():
     args = parser.parse_args()
     splits = leave_one_out(load_sequences(args.data, format=args.format, show_progress=False),
                            validation_users=args.validation_users, seed=args.seed)
-    model = Bert4RecForMaskedLM.from_pretrained(args.model).eval()
+    refit = "refit_epochs" in json.loads((args.model / "all_results.json").read_text())
+    model = Bert4RecForMaskedLM.from_pretrained(args.model / "best" if refit else args.model).eval()
     tokenizer = Bert4RecTokenizer.from_pretrained(args.model)
 
     validating = np.isin(splits["test"]["user_id"], splits["validation"]["user_id"])
@@ -41,8 +45,12 @@ def main():
         "validation users, test item": splits["test"].select(np.flatnonzero(validating)),
         "other users, test item": splits["test"].select(np.flatnonzero(~validating)),
     }
-    for name, split in groups.items():
-        metrics = evaluate_next_item(model, tokenizer, split, protocols=("full",), seed=args.seed)
+    scored = [(model, name, split) for name, split in groups.items()]
+    if refit:
+        refit_model = Bert4RecForMaskedLM.from_pretrained(args.model).eval()
+        scored += [(refit_model, f"refit model, {name}", groups[name]) for name in list(groups)[1:]]
+    for scorer, name, split in scored:
+        metrics = evaluate_next_item(scorer, tokenizer, split, protocols=("full",), seed=args.seed)
         print(f"{name}: users={split.num_rows} full_ndcg@10={metrics['full_ndcg@10']:.4f} "
               f"full_hr@10={metrics['full_hr@10']:.4f}", flush=True)
 

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModel, AutoModelForMaskedLM
 
@@ -132,3 +133,25 @@ def test_a_run_told_not_to_evaluate_test_reports_validation_only(small_beauty, t
     assert results["validation_full_ndcg@10"] >= 0 and results["validation_users"] == 1500
     assert not [key for key in results if key.startswith("test_")]
     assert AutoModel.from_pretrained(output).config.num_items > 0
+
+
+def test_a_refit_run_trains_again_on_the_validation_targets_for_the_best_epoch_count(small_beauty, tmp_path):
+    output = tmp_path / "run"
+    completed = run(train_command(small_beauty, output, "--num_train_epochs", "3", "--validation_users", "500",
+                                  "--lr_scheduler_type", "linear", "--refit"))
+    results = json.loads((output / "all_results.json").read_text())
+    assert results["refit_epochs"] == results["best_epoch"] >= 1
+    assert results["train_runtime_s"] > results["refit_runtime_s"] > 0
+    assert results["validation_users"] == 500 and results["test_users"] == 1500
+    # The selection run trained the 500 validation users on their items but the last two, the refit on all but the
+    # last: the same 1,500 sequences, 24 batches of 64 an epoch, for the best epoch count.
+    log = completed.stdout + completed.stderr
+    assert "refit: 1,500 training sequences (validation targets included)" in log
+    refit_epochs = [line for line in log.splitlines() if line.startswith("refit epoch ")]
+    assert len(refit_epochs) == results["best_epoch"]
+    # The saved model is the refit one, not the selection run's best epoch.
+    embeddings = "bert4rec.embeddings.item_embeddings.weight"
+    saved, selected = (AutoModelForMaskedLM.from_pretrained(path).state_dict()[embeddings] for path in
+                       (output, output / "best"))
+    assert not torch.equal(saved, selected)
+    assert f"- refit_epochs: {results['refit_epochs']}" in ModelCard.load(output / "README.md").content
