@@ -126,11 +126,9 @@ class Bert4RecFeedForward(nn.Module):
         self.do_layer_norm_before = config.do_layer_norm_before
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if self.do_layer_norm_before:
-            update = self.dropout(self.output(self.act(self.intermediate(self.LayerNorm(hidden_states)))))
-            return hidden_states + update
-        update = self.dropout(self.output(self.act(self.intermediate(hidden_states))))
-        return self.LayerNorm(hidden_states + update)
+        inputs = self.LayerNorm(hidden_states) if self.do_layer_norm_before else hidden_states
+        hidden_states = hidden_states + self.dropout(self.output(self.act(self.intermediate(inputs))))
+        return hidden_states if self.do_layer_norm_before else self.LayerNorm(hidden_states)
 
 
 class Bert4RecLayer(nn.Module):

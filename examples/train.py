@@ -222,6 +222,10 @@ def build_loader(args, examples, tokenizer) -> DataLoader:
                       pin_memory=torch.cuda.is_available(), **order)
 
 
+def optimizer_steps_per_epoch(args, accelerator, loader) -> int:
+    return math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+
+
 def build_model(args, tokenizer):
     config = Bert4RecConfig(
         num_items=tokenizer.num_items, hidden_size=args.hidden_size, num_hidden_layers=args.num_hidden_layers,
@@ -424,7 +428,7 @@ def refit(args, accelerator, tokenizer, splits, epochs: int, schedule_epochs: fl
     model = build_model(args, tokenizer)
     optimizer = configure_optimizer(model, args)
     loader = build_loader(args, examples, tokenizer)
-    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    steps_per_epoch = optimizer_steps_per_epoch(args, accelerator, loader)
     schedule_steps = max(1, round(schedule_epochs * steps_per_epoch))
     stepwise = argparse.Namespace(**{**vars(args), "max_train_time": None, "checkpointing_steps": None,
                                      "with_tracking": False})
@@ -466,7 +470,7 @@ def main(argv=None):
     model = build_model(args, tokenizer)
     optimizer = configure_optimizer(model, args)
     loader = build_loader(args, examples, tokenizer)
-    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    steps_per_epoch = optimizer_steps_per_epoch(args, accelerator, loader)
     max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     scheduler, decay = build_scheduler(args, optimizer, max_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)

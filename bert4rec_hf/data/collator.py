@@ -77,9 +77,7 @@ class DataCollatorForMaskedItemModeling:
         shown_as_mask = masked
         if self.mask_replace_probability < 1:
             query = torch.zeros_like(masked)  # a masked last item that asks the inference query stays [MASK]
-            query[mask_last, width - 1] = True
-            if self.always_mask_last:
-                query[:, width - 1] = True
+            query[mask_last | self.always_mask_last, width - 1] = True
             how = torch.rand((batch_size, width), generator=self.generator)
             shown_as_mask = masked & ((how < self.mask_replace_probability) | query)
             if self.random_replace_probability > 0:
