@@ -155,3 +155,41 @@ def test_a_refit_run_trains_again_on_the_validation_targets_for_the_best_epoch_c
                        (output, output / "best"))
     assert not torch.equal(saved, selected)
     assert f"- refit_epochs: {results['refit_epochs']}" in ModelCard.load(output / "README.md").content
+
+
+def test_weight_averaging_keeps_the_mean_of_the_epochs_past_its_start_and_resumes_it(small_beauty, tmp_path):
+    from safetensors.torch import load_file
+
+    output = tmp_path / "run"
+    # Three epochs, averaged from half the budget on: the second and third (at 2/3 and 3/3 of it), not the first.
+    averaging = ("--num_train_epochs", "3", "--validation_users", "500", "--lr_scheduler_type", "linear",
+                 "--average_weights_from", "0.5", "--checkpointing_steps", "epoch", "--no-evaluate_test")
+    run(train_command(small_beauty, output, *averaging))
+    history = json.loads((output / "training_history.json").read_text())
+    assert [h["weights_averaged"] for h in history] == [0, 1, 2]
+    checkpoint = {epoch: output / "checkpoints" / f"epoch_{epoch}" for epoch in (1, 2, 3)}
+    last_weights = {epoch: load_file(checkpoint[epoch] / "model.safetensors") for epoch in (1, 2, 3)}
+    assert not (checkpoint[1] / "averaged_model.safetensors").exists()
+    averaged = load_file(checkpoint[3] / "averaged_model.safetensors")
+    assert averaged.keys() == last_weights[3].keys()
+    for name, value in averaged.items():
+        torch.testing.assert_close(value, (last_weights[2][name] + last_weights[3][name]) / 2)
+    # The best epoch's model is the one validated then: the last weights at epoch 1, the mean from epoch 2 on.
+    results = json.loads((output / "all_results.json").read_text())
+    best = results["best_epoch"]
+    kept = averaged if best == 3 else last_weights[best]
+    saved = AutoModelForMaskedLM.from_pretrained(output).state_dict()
+    for name, value in kept.items():
+        torch.testing.assert_close(saved[name], value)
+    assert results["best_weights_averaged"] == history[best - 1]["weights_averaged"]
+    assert results["validation_full_ndcg@10"] == pytest.approx(history[best - 1]["validation_full_ndcg@10"])
+
+    # Resumed from epoch 2, the run carries on the mean it had: epoch 3 joins the one epoch already in it.
+    resumed = tmp_path / "resumed"
+    run(train_command(small_beauty, resumed, *averaging, "--resume_from_checkpoint", str(checkpoint[2])))
+    history = json.loads((resumed / "training_history.json").read_text())
+    assert [h["weights_averaged"] for h in history] == [0, 1, 2]
+    third = load_file(resumed / "checkpoints" / "epoch_3" / "model.safetensors")
+    averaged = load_file(resumed / "checkpoints" / "epoch_3" / "averaged_model.safetensors")
+    for name, value in averaged.items():
+        torch.testing.assert_close(value, (last_weights[2][name] + third[name]) / 2)
