@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForMaskedLM
 
 import bert4rec_hf  # noqa: F401
@@ -158,8 +159,6 @@ def test_a_refit_run_trains_again_on_the_validation_targets_for_the_best_epoch_c
 
 
 def test_weight_averaging_keeps_the_mean_of_the_epochs_past_its_start_and_resumes_it(small_beauty, tmp_path):
-    from safetensors.torch import load_file
-
     output = tmp_path / "run"
     # Three epochs, averaged from half the budget on: the second and third (at 2/3 and 3/3 of it), not the first.
     averaging = ("--num_train_epochs", "3", "--validation_users", "500", "--lr_scheduler_type", "linear",
