@@ -2,8 +2,20 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+from safetensors import SafetensorError
+
+from .data.sources import SOURCES
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error said in one line (`prog: error: ...`) instead of the usage text and the error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _option_value(text: str):
@@ -23,8 +35,12 @@ def convert(args) -> int:
     for pair in args.option or []:
         key, _, value = pair.partition("=")
         options[key.replace("-", "_")] = _option_value(value)
+    for role in ("user", "item", "timestamp", "title"):
+        if getattr(args, f"{role}_column") is not None:
+            options[f"{role}_column"] = getattr(args, f"{role}_column")
     dataset = load_sequences(args.source, format=args.format, cache_dir=args.cache_dir, **options)
     titles = load_item_titles(args.source, format=args.format, cache_dir=args.cache_dir, **options)
+    print(dataset.info.description)
     output = Path(args.output)
     dataset.save_to_disk(str(output))
     if titles:
@@ -35,37 +51,57 @@ def convert(args) -> int:
     return 0
 
 
-def _read_histories(args) -> list[list[str]]:
+def _read_histories(args) -> list[tuple[str, list]]:
+    """(where, history) pairs: where names the history's line in its file, for the errors about it."""
     if args.history is not None:
-        return [[item.strip() for item in args.history.split(",") if item.strip()]]
+        return [("--history", [item.strip() for item in args.history.split(",") if item.strip()])]
     handle = sys.stdin if args.histories in (None, "-") else open(args.histories, encoding="utf-8")
-    where = getattr(handle, "name", "<stdin>")
+    name = getattr(handle, "name", "<stdin>")
     histories = []
     with handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            where = f"{name}, line {line_number}"
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{where}, line {line_number}: not JSON ({error})") from None
+                raise ValueError(f"{where}: not JSON ({error})") from None
             history = value.get("history") if isinstance(value, dict) else value
-            if not isinstance(history, list):
-                raise ValueError(f"{where}, line {line_number}: expected a JSON list of item ids or "
-                                 '{"history": [...]}')
-            histories.append(history)
+            if not isinstance(history, list) or not all(isinstance(i, (int, str)) and i is not True and i is not False
+                                                        for i in history):
+                raise ValueError(f'{where}: expected a JSON list of item ids or {{"history": [...]}}')
+            histories.append((where, history))
     return histories
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def recommend(args) -> int:
     from transformers import pipeline
+    from transformers.utils import logging as transformers_logging
 
     from . import pipelines  # noqa: F401  (registers the task)
+    from .saved_model import resolve_model
 
-    recommender = pipeline("next-item-recommendation", model=args.model, revision=args.revision)
+    transformers_logging.disable_progress_bar()  # stderr is for what went wrong
+    model = resolve_model(args.model)
     histories = _read_histories(args)
-    results = recommender(histories, top_k=args.top_k, exclude_seen=not args.include_seen)
-    for history, items in zip(histories, results):
+    recommender = pipeline("next-item-recommendation", model=model, revision=args.revision)
+    tokenizer = recommender.tokenizer
+    for where, history in histories:  # unknown items, named by the file's own line
+        unknown = [item for item in history if tokenizer.get_vocab().get(str(item), 0) < 2]
+        if unknown and args.unknown_items == "error":
+            raise ValueError(f"{where}: unknown item id {unknown[0]!r}, not among the model's {tokenizer.num_items} "
+                             "items; --unknown-items ignore drops unknown items")
+    results = recommender([history for _, history in histories], top_k=args.top_k, exclude_seen=not args.include_seen,
+                          unknown_items="ignore")
+    for (_, history), items in zip(histories, results):
         print(json.dumps({"history": history, "recommendations": items}, ensure_ascii=False))
     return 0
 
@@ -80,12 +116,15 @@ def push(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bert4rec", description="BERT4Rec with Hugging Face Transformers")
+    parser = OneLineArgumentParser(prog="bert4rec", description="BERT4Rec with Hugging Face Transformers")
     commands = parser.add_subparsers(dest="command", required=True)
     converter = commands.add_parser("convert", help="convert a data source to a datasets directory (save_to_disk)")
     converter.add_argument("source", help="a file, directory or glob, depending on the format")
-    converter.add_argument("--format", required=True,
-                           choices=["seed-tfrecord", "bert4rec-tfrecord", "txt", "movielens", "interactions"])
+    converter.add_argument("--format", default=None, choices=list(SOURCES),
+                           help="the source's format (default: guessed from its name)")
+    for role in ("user", "item", "timestamp", "title"):
+        converter.add_argument(f"--{role}-column", f"--{role}_column", dest=f"{role}_column", default=None,
+                               help=f"the {role} column of a table of interactions (default: found by its usual names)")
     converter.add_argument("--output", required=True, help="directory to write the dataset to")
     converter.add_argument("--cache_dir", default=None, help="conversion cache (default: under HF_DATASETS_CACHE)")
     converter.add_argument("--option", action="append", metavar="KEY=VALUE",
@@ -98,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = recommender.add_mutually_exclusive_group()
     source.add_argument("--history", help="one history: item ids separated by commas, oldest first")
     source.add_argument("--histories", help="a JSON-lines file of histories ('-' or nothing: standard input)")
-    recommender.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=10)
+    recommender.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10)
+    recommender.add_argument("--unknown-items", "--unknown_items", dest="unknown_items", choices=["error", "ignore"],
+                             default="error", help="an item id the model does not know: an error, or left out")
     recommender.add_argument("--include-seen", action="store_true", help="do not exclude items already in a history")
     recommender.set_defaults(run=recommend)
 
@@ -113,19 +154,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What bad input raises: a file that is missing or wrong, a value that is out of place, an unknown item id.
+BAD_INPUT = (ValueError, KeyError, OSError, SafetensorError)
+
+
+def exit_on_bad_input(program: str, main, *args) -> int:
+    """
+    Runs a command's `main`; bad input ends it with one line on stderr (`program: what is wrong, and where`) and exit
+    code 2 instead of a traceback. `BERT4REC_TRACEBACK=1` shows the traceback too.
+    """
+    try:
+        return main(*args) or 0
+    except BAD_INPUT as error:
+        if os.environ.get("BERT4REC_TRACEBACK"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        if isinstance(error, SafetensorError):
+            message = f"not a readable safetensors file ({message})"
+        print(f"{program}: {_without_token(' '.join(str(message).split()))}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError, KeyError, OSError) as error:
-        print(f"bert4rec {args.command}: {_without_token(str(error))}", file=sys.stderr)
-        return 2
+    return exit_on_bad_input(f"bert4rec {args.command}", args.run, args)
 
 
 def _without_token(text: str) -> str:
     """Errors may quote request headers: never print the token."""
-    import os
-
     token = os.environ.get("HF_TOKEN")
     return text.replace(token, "***") if token else text
 

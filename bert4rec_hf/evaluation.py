@@ -13,9 +13,12 @@ number of candidates scored strictly higher (0 = first).
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
+
+from .modeling_bert4rec import exclude_from_scores
 
 
 CUTOFFS = (1, 5, 10, 20)
@@ -43,6 +46,29 @@ def item_popularity(train_token_sequences: Sequence[Sequence[int]], vocab_size: 
     flat = np.fromiter((t for sequence in train_token_sequences for t in sequence), dtype=np.int64)
     np.add.at(counts, flat, 1.0)
     return counts
+
+
+class PopularityRecommender(torch.nn.Module):
+    """
+    Recommends the items most often seen in training, the ones a user has not seen first: the floor any model must
+    beat. It scores through `next_item_scores`, as the model does, so `evaluate_next_item` measures both the same way.
+    Ties in popularity go to the lower token id, so that no tie flatters a target.
+    """
+
+    def __init__(self, popularity: np.ndarray, first_item_token_id: int = 2):
+        super().__init__()
+        counts = np.asarray(popularity, dtype=np.float64)
+        order = np.argsort(-counts, kind="stable")
+        scores = np.empty(len(counts), dtype=np.float32)
+        scores[order] = np.arange(len(counts), 0, -1, dtype=np.float32)  # exact for up to 16M items
+        scores[:first_item_token_id] = np.finfo(np.float32).min
+        self.register_buffer("scores", torch.from_numpy(scores))
+        self.config = SimpleNamespace(first_item_token_id=first_item_token_id, num_items=len(counts) - 2)
+
+    @torch.no_grad()
+    def next_item_scores(self, input_ids, attention_mask=None, exclude_seen: bool = True, candidate_token_ids=None):
+        scores = self.scores.to(input_ids.device).expand(input_ids.shape[0], -1).clone()
+        return exclude_from_scores(scores, input_ids, exclude_seen, candidate_token_ids)
 
 
 def sample_negatives(

@@ -5,8 +5,10 @@ CIKM 2019. This file imports only torch, transformers and its configuration, so 
 for `trust_remote_code=True`.
 """
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -166,7 +168,21 @@ class Bert4RecPreTrainedModel(PreTrainedModel):
         if self._auto_class is not None:
             # Whichever class is saved, both AutoModel and AutoModelForMaskedLM must find their code.
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **REMOTE_CODE_AUTO_MAP}
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        with_ordinary_permissions(save_directory)
+        return saved
+
+
+def with_ordinary_permissions(directory) -> None:
+    """
+    safetensors writes its files readable by their owner only (mode 0600, through a private temporary file); give
+    the weights in `directory` the permissions of any other file written there (0644 under the usual umask), so that
+    a model saved by one user, a service or a container can be read by another.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in Path(directory).glob("*.safetensors"):
+        os.chmod(path, 0o666 & ~umask)
 
 
 def real_token_positions(attention_mask: torch.Tensor, position_embedding_type: str) -> torch.Tensor:
@@ -375,6 +391,19 @@ class Bert4RecRecommendationOutput(ModelOutput):
     token_ids: torch.LongTensor | None = None
 
 
+def exclude_from_scores(scores: torch.Tensor, input_ids: torch.Tensor, exclude_seen: bool = True,
+                        candidate_token_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Gives the lowest float, in place, to the items of each sequence (`exclude_seen`) and to non-candidates."""
+    lowest = torch.finfo(scores.dtype).min
+    if exclude_seen:
+        scores.scatter_(1, input_ids, lowest)
+    if candidate_token_ids is not None:
+        allowed = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+        allowed[candidate_token_ids] = True
+        scores.masked_fill_(~allowed, lowest)
+    return scores
+
+
 def last_real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of the last non-padding position of each row: the `[MASK]` a next-item query ends with."""
     seq_len = attention_mask.shape[-1]
@@ -472,14 +501,7 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         both rank these scores, so what is measured is what is served.
         """
         logits = self.forward(input_ids, attention_mask=attention_mask).logits.float()
-        lowest = torch.finfo(logits.dtype).min
-        if exclude_seen:
-            logits.scatter_(1, input_ids, lowest)
-        if candidate_token_ids is not None:
-            allowed = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-            allowed[candidate_token_ids] = True
-            logits.masked_fill_(~allowed, lowest)
-        return logits
+        return exclude_from_scores(logits, input_ids, exclude_seen, candidate_token_ids)
 
     @torch.no_grad()
     def recommend(

@@ -37,6 +37,10 @@ class NextItemRecommendationPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         if self.tokenizer is None:
             raise ValueError("next-item-recommendation needs the model's item tokenizer (Bert4RecTokenizer)")
+        model_items, tokenizer_items = self.model.config.num_items, self.tokenizer.num_items
+        if model_items != tokenizer_items:
+            raise ValueError(f"the model scores {model_items} items (config num_items) but its tokenizer knows "
+                             f"{tokenizer_items} (vocab.txt): they come from different trainings")
 
     def _sanitize_parameters(self, top_k=None, candidates=None, exclude_seen=None, unknown_items=None, **kwargs):
         preprocess = {k: v for k, v in {"unknown_items": unknown_items}.items() if v is not None}

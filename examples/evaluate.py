@@ -12,6 +12,7 @@ with (its model card lists them) to draw the same negatives as `examples/train.p
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -20,15 +21,17 @@ from accelerate import Accelerator
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 import bert4rec_hf  # noqa: F401  (registers the bert4rec model type)
+from bert4rec_hf.cli import OneLineArgumentParser, exit_on_bad_input
 from bert4rec_hf.data import leave_one_out, load_sequences
 from bert4rec_hf.evaluation import PROTOCOLS, evaluate_next_item, item_popularity
+from bert4rec_hf.saved_model import resolve_model
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a saved model directory or Hub repo id")
     parser.add_argument("--dataset", type=Path, required=True)
-    parser.add_argument("--format", required=True)
+    parser.add_argument("--format", default=None, help="the data set's format; guessed from its name by default")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--per_device_eval_batch_size", type=int, default=256)
     parser.add_argument("--validation_users", type=int, default=0,
@@ -42,8 +45,9 @@ def main():
     with accelerator.main_process_first():
         splits = leave_one_out(load_sequences(args.dataset, format=args.format, show_progress=False),
                                validation_users=args.validation_users, seed=args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForMaskedLM.from_pretrained(args.model).to(accelerator.device)
+    model_name = resolve_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_name)
+    model = AutoModelForMaskedLM.from_pretrained(model_name).to(accelerator.device)
     popularity = item_popularity([tokenizer.convert_items_to_ids(s) for s in splits["train"]["item_ids"]],
                                  tokenizer.vocab_size)
     metrics = evaluate_next_item(model, tokenizer, splits["test"], popularity=popularity, protocols=args.protocols,
@@ -61,4 +65,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_bad_input("evaluate.py", main))

@@ -9,21 +9,26 @@ out items already seen, and titles travel with the tokenizer. Each history gets 
 """
 
 import argparse
+import sys
 
 from transformers import pipeline
+from transformers.utils import logging as transformers_logging
 
 import bert4rec_hf  # noqa: F401  (registers the next-item-recommendation task)
+from bert4rec_hf.cli import OneLineArgumentParser, exit_on_bad_input, positive_int
+from bert4rec_hf.saved_model import resolve_model
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="outputs/demo", help="a model directory or Hub repo id")
     parser.add_argument("--history", nargs="+", action="append", required=True,
                         help="item ids, oldest first; repeat --history for more users")
-    parser.add_argument("--top_k", type=int, default=10)
+    parser.add_argument("--top_k", type=positive_int, default=10)
     args = parser.parse_args()
 
-    recommend = pipeline("next-item-recommendation", model=args.model)
+    transformers_logging.disable_progress_bar()
+    recommend = pipeline("next-item-recommendation", model=resolve_model(args.model))
     for history, items in zip(args.history, recommend(args.history, top_k=args.top_k)):
         print(f"after {', '.join(history)}:")
         for rank, item in enumerate(items, start=1):
@@ -32,4 +37,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_bad_input("recommend.py", main))

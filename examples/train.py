@@ -2,21 +2,25 @@
 
     accelerate launch examples/train.py --dataset ml-1m --output_dir outputs/ml-1m
     python examples/train.py --dataset beauty --output_dir outputs/beauty
-    torchrun --nproc_per_node 2 examples/train.py --dataset my_log.csv --format interactions --output_dir outputs/mine
+    torchrun --nproc_per_node 2 examples/train.py --dataset my_log.csv --output_dir outputs/mine
+    python examples/train.py --dataset log.parquet --user_column customer --item_column sku --output_dir outputs/mine
 
 Leave-one-out: each user's last item is the test target. `--validation_users` users drawn at random also hold out
 their second-to-last item as the validation target (early stopping on full-ranking NDCG@10) and train on the items
 before it; every other user trains on all but its last item. At the end the best epoch's model is reloaded; with
 `--refit` (Beauty's recipe) a fresh model then trains for that many epochs on every user's items but the last, the
 validation targets included, and replaces it. The final model is evaluated under full ranking and with 100
-popularity-sampled and 100 uniformly sampled negatives. The output directory gets the model, tokenizer,
-`all_results.json`, `training_curves.png` and a model card.
+popularity-sampled and 100 uniformly sampled negatives, beside what recommending the most popular items scores (the
+floor). The output directory gets the model, tokenizer, `all_results.json`, `training_curves.png` and a model card;
+`best/` the best epoch's model and tokenizer. Bad input ends the run with one line saying what is wrong and where.
 """
 
 import argparse
 import json
 import math
 import os
+import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,13 +34,16 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
+from transformers.utils import logging as transformers_logging
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecTokenizer
+from bert4rec_hf.cli import OneLineArgumentParser, exit_on_bad_input
 from bert4rec_hf.configuration_bert4rec import POSITION_EMBEDDING_TYPES
-from bert4rec_hf.data import (DataCollatorForMaskedItemModeling, LengthGroupedSampler, leave_one_out,
-                              load_item_titles, load_sequences, sliding_windows)
-from bert4rec_hf.evaluation import evaluate_next_item, item_popularity
+from bert4rec_hf.data import (DataCollatorForMaskedItemModeling, LengthGroupedSampler, filter_k_core, guess_format,
+                              leave_one_out, load_item_titles, load_sequences, sliding_windows)
+from bert4rec_hf.evaluation import PopularityRecommender, evaluate_next_item, item_popularity
 from bert4rec_hf.hub import push_model, render_model_card
+from bert4rec_hf.modeling_bert4rec import with_ordinary_permissions
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,9 +115,19 @@ GENERIC_RECIPE = dict(RECIPES["ml-1m"], path=None, format=None, sliding_window_s
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train BERT4Rec with accelerate")
+    parser = OneLineArgumentParser(description="Train BERT4Rec with accelerate")
     parser.add_argument("--dataset", required=True, help=f"a built-in name ({', '.join(RECIPES)}) or a path")
-    parser.add_argument("--format", default=None, help="the format of a --dataset path (see bert4rec_hf.data)")
+    parser.add_argument("--format", default=None,
+                        help="the format of a --dataset path (see bert4rec_hf.data); guessed from its name by default")
+    for role, example in (("user", "customer_id"), ("item", "product_id"), ("timestamp", "event_time"),
+                          ("title", "product_name")):
+        parser.add_argument(f"--{role}_column", default=None,
+                            help=f"the {role} column of a table of interactions (e.g. {example}); found by its usual "
+                                 "names when not given")
+    parser.add_argument("--min_item_interactions", type=int, default=1,
+                        help="k-core filtering: keep items with at least this many interactions ...")
+    parser.add_argument("--min_user_interactions", type=int, default=1,
+                        help="... and users with at least this many of them (repeated until both hold)")
     parser.add_argument("--data_dir", type=Path, default=REPO / "data", help="where built-in data sets lie")
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--hidden_size", type=int, default=None)
@@ -171,6 +188,8 @@ def parse_args(argv=None):
     parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
                         help="defaults to accelerate's configuration")
     parser.add_argument("--checkpointing_steps", default=None, help="an integer number of steps, or 'epoch'")
+    parser.add_argument("--checkpoints_total_limit", type=int, default=2,
+                        help="keep only the newest this many checkpoints (0: keep all)")
     parser.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint directory, or 'latest'")
     parser.add_argument("--with_tracking", action="store_true", help="log to TensorBoard through accelerate")
     parser.add_argument("--report_to", default="tensorboard")
@@ -182,8 +201,16 @@ def parse_args(argv=None):
     recipe = RECIPES.get(args.dataset)
     if recipe is None:
         if args.format is None:
-            parser.error(f"--dataset {args.dataset!r} is not built in ({', '.join(RECIPES)}): pass --format too")
+            try:
+                args.format = guess_format(args.dataset)
+            except (ValueError, FileNotFoundError) as error:
+                parser.error(f"--dataset {args.dataset!r} is not built in ({', '.join(RECIPES)}) and {error}")
         recipe = GENERIC_RECIPE
+    columns = {f"{role}_column": getattr(args, f"{role}_column") for role in ("user", "item", "timestamp", "title")}
+    args.load_options = {name: value for name, value in columns.items() if value is not None}
+    if args.load_options and (recipe is not GENERIC_RECIPE or args.format != "interactions"):
+        parser.error(f"--{next(iter(args.load_options))} names a column of a table of interactions (--format "
+                     "interactions: CSV, Parquet or JSON lines)")
     for name, value in recipe.items():
         if name not in ("path", "format") and getattr(args, name) is None:
             setattr(args, name, value)
@@ -192,18 +219,30 @@ def parse_args(argv=None):
     return args
 
 
-def build_datasets(args):
+def build_datasets(args, accelerator):
     """Sequences -> leave-one-out splits, the item tokenizer, training examples and the items' popularity."""
     recipe = RECIPES.get(args.dataset)
     if recipe is not None:
         source, data_format = args.data_dir / recipe["path"], recipe["format"]
         if not source.exists():
-            raise SystemExit(f"{args.dataset}: {source} not found. Put the data set there or pass --data_dir.")
+            raise FileNotFoundError(f"{args.dataset}: {source} not found. Put the data set there or pass --data_dir.")
     else:
         source, data_format = Path(args.dataset), args.format
-    sequences = load_sequences(source, format=data_format)
+    sequences = load_sequences(source, format=data_format, **args.load_options)
+    accelerator.print(f"{sequences.info.description}")
+    if args.min_item_interactions > 1 or args.min_user_interactions > 1:
+        before = sequences.num_rows
+        sequences = filter_k_core(sequences, args.min_item_interactions, args.min_user_interactions)
+        accelerator.print(f"k-core filtering (items with {args.min_item_interactions}+ interactions, users with "
+                   f"{args.min_user_interactions}+): {sequences.num_rows:,} of {before:,} users kept")
+        if sequences.num_rows == 0:
+            raise ValueError(f"{source}: no user is left after k-core filtering; lower --min_item_interactions or "
+                             "--min_user_interactions")
     splits = leave_one_out(sequences, validation_users=args.validation_users, seed=args.seed)
-    titles = load_item_titles(source, format=data_format)
+    if splits["validation"].num_rows == 0:
+        raise ValueError(f"{source}: no user has the 3 items that leave-one-out needs (a training item, a validation "
+                         "item and a test item)")
+    titles = load_item_titles(source, format=data_format, **args.load_options)
     tokenizer = Bert4RecTokenizer.from_sequences(sequences["item_ids"], titles=titles, model_max_length=args.max_length)
     train_sequences = [tokenizer.convert_items_to_ids(items) for items in splits["train"]["item_ids"]]
     examples = training_examples(args, train_sequences)
@@ -268,6 +307,37 @@ class TrainingClock:
 
     def seconds(self) -> float:
         return self.seconds_before + time.monotonic() - self.started
+
+
+class BudgetProgress:
+    """
+    A progress bar over the budget that binds first, the step count or --max_train_time: it shows the share spent
+    and the time left at the current pace, not the time to the end of a step count the clock will cut short. Lines
+    written through it stand on their own above the bar.
+    """
+
+    def __init__(self, description: str, max_steps: int, max_seconds: float | None, disable: bool, steps: int = 0,
+                 seconds: float = 0.0):
+        self.max_steps, self.max_seconds, self.disable = max_steps, max_seconds, disable
+        limits = [f"{max_steps:,} steps"] + ([f"{max_seconds:,.0f} s"] if max_seconds else [])
+        self.bar = tqdm(total=100, desc=f"{description} (up to {' or '.join(limits)})", disable=disable,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
+        self.advance(steps, seconds)
+
+    def advance(self, steps: int, seconds: float, **postfix):
+        share = steps / self.max_steps
+        if self.max_seconds:
+            share = max(share, seconds / self.max_seconds)
+        self.bar.update(min(100.0, 100.0 * share) - self.bar.n)
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+
+    def write(self, line: str):
+        if not self.disable:
+            self.bar.write(line)
+
+    def close(self):
+        self.bar.close()
 
 
 class LinearDecayOverBudget:
@@ -347,17 +417,35 @@ def save_checkpoint(accelerator, args, state: TrainingState, clock: TrainingCloc
     if accelerator.is_main_process:
         if state.weights_averaged and averaged is not None:
             save_model(averaged.module, str(directory / AVERAGED_WEIGHTS))
-        (directory / "training_state.json").write_text(json.dumps(asdict(state)))
+        with_ordinary_permissions(directory)
+        (directory / "training_state.json").write_text(json.dumps(asdict(state)))  # last: the checkpoint is whole
+        prune_checkpoints(args.output_dir / "checkpoints", args.checkpoints_total_limit)
+
+
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """The checkpoints whose saving finished (their training_state.json is written last), oldest first."""
+    states = directory.glob("*/training_state.json")
+    return [p.parent for p in sorted(states, key=lambda p: json.loads(p.read_text())["completed_steps"])]
+
+
+def prune_checkpoints(directory: Path, keep: int):
+    """Deletes all but the newest `keep` complete checkpoints (0 keeps all), as accelerate's total_limit does."""
+    if keep > 0:
+        for old in complete_checkpoints(directory)[:-keep]:
+            shutil.rmtree(old)
 
 
 def load_checkpoint(accelerator, args, averaged=None) -> TrainingState:
     directory = Path(args.resume_from_checkpoint)
     if args.resume_from_checkpoint == "latest":
-        candidates = sorted((args.output_dir / "checkpoints").glob("*/training_state.json"),
-                            key=lambda p: json.loads(p.read_text())["completed_steps"])
+        candidates = complete_checkpoints(args.output_dir / "checkpoints")
         if not candidates:
-            raise SystemExit(f"--resume_from_checkpoint latest: no checkpoint under {args.output_dir / 'checkpoints'}")
-        directory = candidates[-1].parent
+            raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint under "
+                                    f"{args.output_dir / 'checkpoints'}")
+        directory = candidates[-1]
+    if not (directory / "training_state.json").is_file():
+        raise FileNotFoundError(f"--resume_from_checkpoint {directory}: not a complete checkpoint (no "
+                                "training_state.json)")
     accelerator.print(f"resuming from {directory}")
     accelerator.load_state(str(directory))
     state = TrainingState(**json.loads((directory / "training_state.json").read_text()))
@@ -395,9 +483,8 @@ def train_one_epoch(args, accelerator, model, optimizer, scheduler, decay, loade
             continue
         state.completed_steps += 1
         state.steps_into_epoch += 1
-        progress.update(1)
         rate = window_sequences / max(time.monotonic() - window_start, 1e-9)
-        progress.set_postfix(loss=f"{loss.item():.3f}", seq_per_s=f"{rate:.0f}")
+        progress.advance(state.completed_steps, clock.seconds(), loss=f"{loss.item():.3f}", seq_per_s=f"{rate:.0f}")
         if args.with_tracking:
             accelerator.log({"train_loss": loss.item(), "lr": scheduler.get_last_lr()[0]}, step=state.completed_steps)
         if isinstance(args.checkpointing_steps, int) and state.completed_steps % args.checkpointing_steps == 0:
@@ -461,6 +548,21 @@ def save_and_push(args, accelerator, model, tokenizer, results, state, stats):
         print(f"pushed to {url}")
 
 
+def summary(args, results: dict, test) -> str:
+    """The run's last words: test against popularity, where the model is, and the one line that uses it."""
+    lines = [f"{results['epochs']} epochs in {results['train_runtime_s']:.0f} s"]
+    if "test_full_ndcg@10" in results:
+        ndcg, floor = results["test_full_ndcg@10"], results["test_popularity_full_ndcg@10"]
+        ratio = f"{ndcg / floor:.1f}x popularity's NDCG@10" if floor > 0 else "popularity scores 0"
+        lines += [f"test, {results['test_users']:,} users (leave-one-out, full ranking, history excluded):",
+                  f"  model       NDCG@10 {ndcg:.4f}  HR@10 {results['test_full_hr@10']:.4f}  ({ratio})",
+                  f"  popularity  NDCG@10 {floor:.4f}  HR@10 {results['test_popularity_full_hr@10']:.4f}"]
+    example = ",".join(str(item) for item in test[0]["item_ids"][-3:])
+    lines += [f"saved to {args.output_dir}: model, tokenizer, model card (README.md), all_results.json",
+              f"use it:  bert4rec recommend --model {args.output_dir} --history {example}"]
+    return "\n".join(lines)
+
+
 def refit(args, accelerator, tokenizer, splits, epochs: int, schedule_epochs: float):
     """
     A fresh model trained for `epochs` epochs (the best on validation) on every user's items but the last: the
@@ -485,13 +587,13 @@ def refit(args, accelerator, tokenizer, splits, epochs: int, schedule_epochs: fl
     averaged = weight_average(args, accelerator.unwrap_model(model))
     accelerator.print(f"refit: {len(examples):,} training sequences (validation targets included), {epochs} epochs")
     state, clock = TrainingState(), TrainingClock(0.0)
-    progress = tqdm(total=min(epochs * steps_per_epoch, schedule_steps), desc="refit",
-                    disable=not accelerator.is_local_main_process)
+    progress = BudgetProgress("refit", min(epochs * steps_per_epoch, schedule_steps), None,
+                              disable=not accelerator.is_local_main_process)
     for state.epoch in range(epochs):
         state.steps_into_epoch = 0
         train_loss = train_one_epoch(stepwise, accelerator, model, optimizer, scheduler, decay, loader, state,
                                      schedule_steps, clock, progress)
-        accelerator.print(f"refit epoch {state.epoch + 1}: loss {train_loss:.4f}")
+        progress.write(f"refit epoch {state.epoch + 1}: loss {train_loss:.4f}")
         # The same share of the same schedule as the selection run: its best epoch was this same mean.
         final = average_into(stepwise, averaged, accelerator.unwrap_model(model), state, clock, schedule_steps)
         if state.completed_steps >= schedule_steps:
@@ -502,6 +604,7 @@ def refit(args, accelerator, tokenizer, splits, epochs: int, schedule_epochs: fl
 
 def main(argv=None):
     args = parse_args(argv)
+    transformers_logging.disable_progress_bar()  # no "Writing model shards" bar at every best epoch
     if args.checkpointing_steps is not None and args.checkpointing_steps != "epoch":
         args.checkpointing_steps = int(args.checkpointing_steps)
     accelerator = Accelerator(
@@ -514,7 +617,7 @@ def main(argv=None):
     set_seed(args.seed)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     with accelerator.main_process_first():
-        splits, validation, tokenizer, examples, popularity, stats = build_datasets(args)
+        splits, validation, tokenizer, examples, popularity, stats = build_datasets(args, accelerator)
     accelerator.print(f"{args.dataset}: {stats['users']:,} users, {stats['items']:,} items, "
                       f"{stats['interactions']:,} interactions; {len(examples):,} training sequences")
 
@@ -528,12 +631,21 @@ def main(argv=None):
     if args.with_tracking:
         accelerator.init_trackers("bert4rec", config={k: str(v) for k, v in vars(args).items()})
 
+    # The floor: what recommending the most popular unseen items scores, on the same users, the same way.
+    evaluation = dict(batch_size=args.per_device_eval_batch_size, accelerator=accelerator, seed=args.seed)
+    popular = PopularityRecommender(popularity).to(accelerator.device)
+    floor = evaluate_next_item(popular, tokenizer, splits["validation"], protocols=("full",),
+                               prefix="validation_popularity_", **evaluation)
+    accelerator.print(f"popularity (the most frequent unseen items, the floor to beat): validation NDCG@10 "
+                      f"{floor['validation_popularity_full_ndcg@10']:.4f}  HR@10 "
+                      f"{floor['validation_popularity_full_hr@10']:.4f}")
+
     averaged = weight_average(args, accelerator.unwrap_model(model))
     state = load_checkpoint(accelerator, args, averaged) if args.resume_from_checkpoint else TrainingState()
     best_dir = args.output_dir / "best"
-    progress = tqdm(total=max_steps, initial=state.completed_steps, disable=not accelerator.is_local_main_process,
-                    desc="training")
     clock = TrainingClock(state.train_seconds)
+    progress = BudgetProgress("training", max_steps, args.max_train_time, not accelerator.is_local_main_process,
+                              state.completed_steps, state.train_seconds)
     while state.completed_steps < max_steps and not _out_of_time(args, clock):
         train_loss = train_one_epoch(args, accelerator, model, optimizer, scheduler, decay, loader, state, max_steps,
                                      clock, progress, averaged)
@@ -548,14 +660,15 @@ def main(argv=None):
                               "weights_averaged": state.weights_averaged, **metrics})
         count = state.weights_averaged
         averaged_note = f"  (weights averaged over {count} epoch{'s' * (count > 1)})" if count else ""
-        accelerator.print(f"epoch {state.epoch + 1}: loss {train_loss:.4f}  validation NDCG@10 {ndcg:.4f}  "
-                          f"HR@10 {metrics['validation_full_hr@10']:.4f}{averaged_note}")
+        progress.write(f"epoch {state.epoch + 1}: loss {train_loss:.4f}  validation NDCG@10 {ndcg:.4f}  "
+                       f"HR@10 {metrics['validation_full_hr@10']:.4f}{averaged_note}")
         if args.with_tracking:
             accelerator.log({"validation_ndcg@10": ndcg, "epoch": state.epoch + 1}, step=state.completed_steps)
         if ndcg > state.best_ndcg:
             state.best_ndcg, state.best_epoch, state.epochs_without_improvement = ndcg, state.epoch + 1, 0
-            if accelerator.is_main_process:
+            if accelerator.is_main_process:  # a complete model directory: it loads and serves on its own
                 validated.save_pretrained(best_dir)
+                tokenizer.save_pretrained(best_dir)
         else:
             state.epochs_without_improvement += 1
         if epoch_finished:
@@ -565,7 +678,7 @@ def main(argv=None):
             save_checkpoint(accelerator, args, state, clock, f"epoch_{state.epoch}", averaged)
         accelerator.wait_for_everyone()
         if state.epochs_without_improvement >= args.early_stopping_patience:
-            accelerator.print(f"early stopping: no better validation NDCG@10 for {args.early_stopping_patience} epochs")
+            progress.write(f"early stopping: no better validation NDCG@10 for {args.early_stopping_patience} epochs")
             break
     state.train_seconds = clock.seconds()
     progress.close()
@@ -574,9 +687,14 @@ def main(argv=None):
     # once on test (unless told not to). The pop100 negatives stay those of the training split's popularity, refit or
     # not, so that examples/evaluate.py --validation_users draws the same ones.
     best = Bert4RecForMaskedLM.from_pretrained(best_dir).to(accelerator.device)
-    evaluation = dict(batch_size=args.per_device_eval_batch_size, accelerator=accelerator, seed=args.seed)
     results = evaluate_next_item(best, tokenizer, splits["validation"], popularity=popularity, prefix="validation_",
                                  **evaluation)
+    results.update(floor)
+    model_ndcg, floor_ndcg = results["validation_full_ndcg@10"], floor["validation_popularity_full_ndcg@10"]
+    if model_ndcg <= floor_ndcg:
+        accelerator.print(f"warning: the model does not beat popularity on validation (NDCG@10 {model_ndcg:.4f} "
+                          f"against {floor_ndcg:.4f}): recommending the most popular items would serve these users "
+                          "better. Train longer, or try another recipe.")
     final, refit_seconds = best, 0.0
     if args.refit:
         # Where the selection run's schedule ends, in epochs: a linear decay over a time budget ended where the
@@ -588,18 +706,19 @@ def main(argv=None):
     if args.evaluate_test:
         results.update(evaluate_next_item(final, tokenizer, splits["test"], popularity=popularity, prefix="test_",
                                           **evaluation))
+        results.update(evaluate_next_item(popular, tokenizer, splits["test"], protocols=("full",),
+                                          prefix="test_popularity_", **evaluation))
     results.update(train_runtime_s=round(state.train_seconds + refit_seconds, 1),
                    epochs=state.epoch + (state.steps_into_epoch > 0), best_epoch=state.best_epoch,
                    train_steps=state.completed_steps)
     if averaged is not None:
         results.update(best_weights_averaged=next(h["weights_averaged"] for h in state.history
                                                   if h["epoch"] == state.best_epoch))
-    accelerator.print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()
-                                  if k.startswith("test_") or k in ("epochs", "train_runtime_s")}))
     save_and_push(args, accelerator, final, tokenizer, results, state, stats)
     accelerator.wait_for_everyone()
+    accelerator.print(summary(args, results, splits["test"]))
     accelerator.end_training()  # closes the trackers and the process group (a gloo rank can abort without it)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_bad_input("train.py", main))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForMaskedLM
 
 import bert4rec_hf  # noqa: F401
+from bert4rec_hf import cli
+from bert4rec_hf.data import load_sequences
 
 from conftest import BUNDLED_BEAUTY, REPO
 
@@ -76,7 +79,14 @@ def test_a_training_run_writes_every_artefact_and_its_model_loads(small_beauty, 
     assert results["test_users"] == 1500 and results["validation_users"] == 500
     assert results["epochs"] == 3 and results["train_runtime_s"] > 0
     assert 1 <= results["best_epoch"] <= 3
-    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["epoch_1", "epoch_2", "epoch_3"]
+    # --checkpoints_total_limit's default keeps the newest two.
+    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["epoch_2", "epoch_3"]
+    # Weights are as readable as every other file the run writes (safetensors alone would make them 0600).
+    for weights in [output / "model.safetensors", output / "best" / "model.safetensors",
+                    *(output / "checkpoints").glob("*/model.safetensors")]:
+        assert weights.stat().st_mode & 0o777 == (output / "config.json").stat().st_mode & 0o777, weights
+    # The best epoch's directory is a whole model: it serves on its own.
+    assert cli.main(["recommend", "--model", str(output / "best"), "--history", "1,2", "--top-k", "3"]) == 0
     card = ModelCard.load(output / "README.md")
     reported = {m.metric_type: m.metric_value for m in card.data.eval_results}
     assert reported["test_full_ndcg@10"] == pytest.approx(results["test_full_ndcg@10"], abs=1e-6)
@@ -162,7 +172,8 @@ def test_weight_averaging_keeps_the_mean_of_the_epochs_past_its_start_and_resume
     output = tmp_path / "run"
     # Three epochs, averaged from half the budget on: the second and third (at 2/3 and 3/3 of it), not the first.
     averaging = ("--num_train_epochs", "3", "--validation_users", "500", "--lr_scheduler_type", "linear",
-                 "--average_weights_from", "0.5", "--checkpointing_steps", "epoch", "--no-evaluate_test")
+                 "--average_weights_from", "0.5", "--checkpointing_steps", "epoch", "--checkpoints_total_limit", "0",
+                 "--no-evaluate_test")
     run(train_command(small_beauty, output, *averaging))
     history = json.loads((output / "training_history.json").read_text())
     assert [h["weights_averaged"] for h in history] == [0, 1, 2]
@@ -192,3 +203,30 @@ def test_weight_averaging_keeps_the_mean_of_the_epochs_past_its_start_and_resume
     averaged = load_file(resumed / "checkpoints" / "epoch_3" / "averaged_model.safetensors")
     for name, value in averaged.items():
         torch.testing.assert_close(value, (last_weights[2][name] + third[name]) / 2)
+
+
+@pytest.mark.parametrize("header, flags", [
+    (("user", "item", "timestamp"), ()),
+    (("who", "what", "when"), ("--user_column", "who", "--item_column", "what", "--timestamp_column", "when")),
+])
+def test_a_shuffled_log_trains_in_timestamp_order(tiny_beauty, tmp_path, header, flags):
+    # The first 300 Beauty users' items, one second apart, written in a shuffled order.
+    rows = [line.split() + [str(1_400_000_000 + n)] for n, line in enumerate(tiny_beauty.read_text().splitlines())]
+    expected = {}
+    for user, item, _ in rows:
+        expected.setdefault(int(user), []).append(int(item))
+    random.Random(0).shuffle(rows)
+    log = tmp_path / "log.csv"
+    log.write_text(",".join(header) + "\n" + "".join(",".join(row) + "\n" for row in rows))
+    cache = tmp_path / "datasets-cache"
+    completed = run([sys.executable, str(REPO / "examples/train.py"), "--dataset", str(log), *flags,
+                     "--output_dir", str(tmp_path / "run"), "--max_length", "20", "--max_train_steps", "3",
+                     "--validation_users", "100"], env_extra={"HF_DATASETS_CACHE": str(cache)})
+    assert f"ordered by column '{header[2]}'" in completed.stdout
+    # What the run trained on is in the conversion cache: read back, not converted again, in timestamp order.
+    entries = sorted((cache / "bert4rec_hf").iterdir())
+    options = dict(zip(("user_column", "item_column", "timestamp_column"), flags[1::2]))
+    sequences = load_sequences(log, cache_dir=cache / "bert4rec_hf", **options)
+    assert sorted((cache / "bert4rec_hf").iterdir()) == entries
+    assert sequences["item_ids"] == [expected[user] for user in sorted(expected)]
+    assert "popularity (the most frequent unseen items, the floor to beat)" in completed.stdout

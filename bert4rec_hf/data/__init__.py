@@ -2,7 +2,8 @@
 
 from .batching import LengthGroupedSampler
 from .collator import DataCollatorForMaskedItemModeling, sliding_windows
-from .loading import load_item_titles, load_sequences
+from .filtering import filter_k_core
+from .loading import guess_format, load_item_titles, load_sequences
 from .splits import leave_one_out
 from .tfrecord import TFRecordError
 
@@ -11,6 +12,8 @@ __all__ = [
     "DataCollatorForMaskedItemModeling",
     "LengthGroupedSampler",
     "TFRecordError",
+    "filter_k_core",
+    "guess_format",
     "leave_one_out",
     "load_item_titles",
     "load_sequences",

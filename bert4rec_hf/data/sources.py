@@ -16,10 +16,12 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from .columns import Rows, ids_from_column, resolve_columns, timestamps_from_column
 from .grouping import group_by_user
 from .tfrecord import TFRecordError, read_examples
 
@@ -217,33 +219,54 @@ def _vocab_ids_to_items(vocab_file, token_ids: np.ndarray) -> list:
     return items
 
 
-# --- txt: the `user item` files of the BERT4Rec and SASRec papers ---------------------------------------------------
+# --- txt: the `user item` files of the BERT4Rec and SASRec papers, and the one-line-per-user files after them ------
 
 def single_file(source, **options) -> list[Path]:
     return [_existing(source)]
 
 
 def load_txt(source, progress=None):
-    """`user item` per line, whitespace separated, chronological per user (the file order is the time order)."""
+    """
+    `user item` per line (the BERT4Rec and SASRec papers' files) or `user item item ...` per line (S3Rec's and the
+    later literature's: one line per user), whitespace separated; a user may take several lines. The file order is
+    the time order. Ids written as plain integers are ints, anything else strings.
+    """
     path = _existing(source)
     text = path.read_bytes()
     delimiter = "\t" if b"\t" in text[:4096] else " "
-    table = _read_csv_bytes(path, text, delimiter, ["user", "item"])
+    try:  # the common case, `user item` on every line, in Arrow's parser
+        table = pa_csv.read_csv(
+            io.BytesIO(text), read_options=pa_csv.ReadOptions(column_names=["user", "item"]),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+            convert_options=pa_csv.ConvertOptions(column_types={"user": pa.string(), "item": pa.string()}))
+        users, items = table["user"].combine_chunks(), table["item"].combine_chunks()
+        if pc.any(pc.equal(pc.utf8_length(items), 0)).as_py() or pc.any(pc.equal(pc.utf8_length(users), 0)).as_py():
+            raise ValueError("an empty field")  # doubled separators: read line by line below
+    except (pa.ArrowInvalid, ValueError):
+        users, items = _read_user_lines(path, text)
     if progress is not None:
         progress.update(1)
-    return group_by_user(table["user"].to_numpy(), table["item"].combine_chunks()), {}
+    where = Rows(path, "txt")
+    users, items = ids_from_column(users, "1", "user", where), ids_from_column(items, "2", "item", where)
+    return group_by_user(users.to_numpy(zero_copy_only=False), items), {}
 
 
-def _read_csv_bytes(path: Path, data: bytes, delimiter: str, names: list[str], skip_rows: int = 0, types=None):
+def _read_user_lines(path: Path, text: bytes) -> tuple[pa.Array, pa.Array]:
+    """`user item [item ...]` per line, in Python: every line's own items, with the line named on a bad one."""
     try:
-        return pa_csv.read_csv(
-            io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=skip_rows),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-            convert_options=pa_csv.ConvertOptions(column_types=types or {}, include_columns=names),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise ValueError(f"{path}: {error}") from error
+        lines = text.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte offset {error.start})") from None
+    users, items = [], []
+    for line_number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) == 1:
+            raise ValueError(f"{path}, line {line_number}: user {fields[0]!r} has no item")
+        users.extend([fields[0]] * (len(fields) - 1))
+        items.extend(fields[1:])
+    return pa.array(users, pa.string()), pa.array(items, pa.string())
 
 
 # --- movielens: the GroupLens files ---------------------------------------------------------------------------------
@@ -264,6 +287,18 @@ def movielens_files(source, **options) -> list[Path]:
         raise ValueError(f"{ratings}: a MovieLens ratings file is named one of {', '.join(MOVIELENS_RATINGS)}")
     titles = ratings.parent / MOVIELENS_TITLES[ratings.name]
     return [ratings] + ([titles] if titles.is_file() else [])
+
+
+def _read_csv_bytes(path: Path, data: bytes, delimiter: str, names: list[str], skip_rows: int = 0, types=None):
+    try:
+        return pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=skip_rows),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+            convert_options=pa_csv.ConvertOptions(column_types=types or {}, include_columns=names),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise ValueError(f"{path}: {error}") from error
 
 
 def load_movielens(source, progress=None):
@@ -301,44 +336,73 @@ def _movielens_titles(path: Path) -> dict:
 
 # --- interactions: any table of (user, item[, timestamp]) ------------------------------------------------------------
 
-def load_interactions(source, progress=None, user_column: str = "user_id", item_column: str = "item_id",
+INTERACTION_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def load_interactions(source, progress=None, user_column: str | None = None, item_column: str | None = None,
                       timestamp_column: str | None = None, title_column: str | None = None):
     """
-    A CSV, Parquet or JSON-lines table with a user column, an item column and optionally a timestamp column (else
-    the file order is the time order). Titles come from `title_column`, or from a column named `title` if any.
+    A CSV (or tab-separated `.tsv`), Parquet or JSON-lines table of interactions, one per row. Columns not named are
+    found by their usual names (`user_id`, `user`, `userId`, ...; `item_id`, `item`, `movieId`, ...; `timestamp`,
+    `time`, `date`, ...; `title`; see `columns.COLUMN_NAMES`). With a timestamp column each user's items are
+    ordered by it (ties keep the file order); without one the file order is the time order. Timestamps are numbers
+    or dates and times; ids are never empty: a bad value is an error naming its line (its row, in Parquet).
     """
     path = _existing(source)
-    suffixes = "".join(path.suffixes).lower()
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    kind = next((INTERACTION_SUFFIXES[s] for s in reversed(suffixes) if s in INTERACTION_SUFFIXES), "csv")
+    given = dict(user_column=user_column, item_column=item_column, timestamp_column=timestamp_column,
+                 title_column=title_column)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: no interactions (the file is empty)")
     try:
-        if ".parquet" in suffixes:
-            table = pq.read_table(path)
-        elif ".jsonl" in suffixes or ".json" in suffixes:
-            table = pa_json.read_json(path)
+        if kind == "csv":
+            table, columns = _read_interactions_csv(path, "\t" if ".tsv" in suffixes else ",", given)
         else:
-            table = pa_csv.read_csv(path)
+            table = pq.read_table(path) if kind == "parquet" else pa_json.read_json(path)
+            columns = resolve_columns(path, table.column_names, given)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise ValueError(f"{path}: {error}") from error
-    for role, name in (("user_column", user_column), ("item_column", item_column),
-                       ("timestamp_column", timestamp_column), ("title_column", title_column)):
-        if name is not None and name not in table.column_names:
-            raise ValueError(f"{path}: no column {name!r} ({role}); the columns are {table.column_names}")
+        raise ValueError(f"{path}: cannot be read as {kind} ({str(error).splitlines()[0]})") from error
+    if table.num_rows == 0:
+        raise ValueError(f"{path}: no interactions (the table has no rows)")
     if progress is not None:
         progress.update(1)
-    if title_column is None and "title" in table.column_names:
-        title_column = "title"
+    where = Rows(path, kind)
+    users = ids_from_column(table[columns["user_column"]], columns["user_column"], "user", where)
+    items = ids_from_column(table[columns["item_column"]], columns["item_column"], "item", where)
     timestamps = None
-    if timestamp_column is not None:
-        column = table[timestamp_column]
-        if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-            column = column.cast(pa.timestamp("s")).cast(pa.int64())
-        timestamps = column.to_numpy()
-    users = table[user_column]
-    users = users.to_numpy() if pa.types.is_integer(users.type) else np.asarray(users.cast(pa.string()).to_pylist())
-    sequences = group_by_user(users, table[item_column].combine_chunks(), timestamps)
+    if columns["timestamp_column"] is not None:
+        timestamps = timestamps_from_column(table[columns["timestamp_column"]], columns["timestamp_column"], where)
+    sequences = group_by_user(users.to_numpy(zero_copy_only=False), items, timestamps)
+    order = (f"each user's items ordered by column {columns['timestamp_column']!r} (ties in file order)"
+             if timestamps is not None else "no timestamp column: the file order is taken as time order")
+    described = {name.split("_")[0]: column for name, column in columns.items() if column is not None}
+    sequences = sequences.replace_schema_metadata({"description": f"{path.name}: columns {described}; {order}"})
     titles = {}
-    if title_column is not None:
-        titles = dict(zip(table[item_column].to_pylist(), table[title_column].to_pylist()))
+    if columns["title_column"] is not None:
+        titles = {item: title for item, title in zip(items.to_pylist(), table[columns["title_column"]].to_pylist())
+                  if title is not None}
     return sequences, titles
+
+
+def _read_interactions_csv(path: Path, delimiter: str, given: dict) -> tuple[pa.Table, dict]:
+    """
+    A CSV with a header line, and its columns. Ids are read as written (`0042` is not the number 42: `ids_from_column`
+    makes ints of plain integers only); the other columns' types are inferred (ISO dates become timestamps). A
+    value that breaks the inferred type further down the file is read again as text, so that the error names it.
+    """
+    parse = pa_csv.ParseOptions(delimiter=delimiter)
+    with pa_csv.open_csv(path, parse_options=parse) as reader:
+        names = reader.schema.names
+    columns = resolve_columns(path, names, given)
+    ids = {columns["user_column"]: pa.string(), columns["item_column"]: pa.string()}
+    try:
+        table = pa_csv.read_csv(path, parse_options=parse, convert_options=pa_csv.ConvertOptions(column_types=ids))
+    except pa.ArrowInvalid:
+        as_text = {name: pa.string() for name in names}
+        table = pa_csv.read_csv(path, parse_options=parse, convert_options=pa_csv.ConvertOptions(
+            column_types=as_text, strings_can_be_null=True))
+    return table, columns
 
 
 SOURCES = {
