@@ -45,10 +45,11 @@ def check_model_directory(directory) -> None:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{config_file}: not JSON ({error})") from None
-    num_items = config.get("num_items") if isinstance(config, dict) else None
-    if not isinstance(num_items, int) or config.get("model_type") != "bert4rec":
-        raise ValueError(f"{config_file}: not a BERT4Rec configuration (model_type "
-                         f"{config.get('model_type') if isinstance(config, dict) else None!r}, num_items {num_items!r})")
+    config = config if isinstance(config, dict) else {}
+    num_items, model_type = config.get("num_items"), config.get("model_type")
+    if not isinstance(num_items, int) or model_type != "bert4rec":
+        raise ValueError(f"{config_file}: not a BERT4Rec configuration (model_type {model_type!r}, num_items "
+                         f"{num_items!r})")
     item_rows, weights = _item_embedding_rows(path)
     if item_rows is not None and item_rows != num_items + 2:
         raise ValueError(f"{config_file} says num_items={num_items} but {weights} holds {item_rows - 2} items' "

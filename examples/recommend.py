@@ -25,11 +25,14 @@ def main():
     parser.add_argument("--history", nargs="+", action="append", required=True,
                         help="item ids, oldest first; repeat --history for more users")
     parser.add_argument("--top_k", type=positive_int, default=10)
+    parser.add_argument("--unknown_items", choices=["error", "ignore"], default="error",
+                        help="an item id the model does not know: an error, or left out of the history")
     args = parser.parse_args()
 
     transformers_logging.disable_progress_bar()
     recommend = pipeline("next-item-recommendation", model=resolve_model(args.model))
-    for history, items in zip(args.history, recommend(args.history, top_k=args.top_k)):
+    recommendations = recommend(args.history, top_k=args.top_k, unknown_items=args.unknown_items)
+    for history, items in zip(args.history, recommendations):
         print(f"after {', '.join(history)}:")
         for rank, item in enumerate(items, start=1):
             title = f"  {item['title']}" if item["title"] else ""

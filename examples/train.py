@@ -531,7 +531,8 @@ def save_and_push(args, accelerator, model, tokenizer, results, state, stats):
         "mask_replace_probability", "random_replace_probability", "hidden_size", "intermediate_size",
         "num_hidden_layers", "num_attention_heads", "do_layer_norm_before", "position_embedding_type",
         "hidden_dropout_prob", "attention_probs_dropout_prob", "per_device_train_batch_size", "learning_rate",
-        "weight_decay", "validation_users", "refit", "average_weights_from", "seed")}
+        "weight_decay", "validation_users", "refit", "average_weights_from", "min_item_interactions",
+        "min_user_interactions", "seed")}
     hyperparameters.update(epochs=results["epochs"], best_epoch=results["best_epoch"],
                            train_runtime_s=results["train_runtime_s"], processes=accelerator.num_processes)
     for name in ("best_weights_averaged", "refit_epochs"):
