@@ -315,7 +315,11 @@ def load_movielens(source, progress=None):
         table = _read_csv_bytes(ratings, data, ",", names, skip_rows=1)
     if progress is not None:
         progress.update(1)
-    sequences = group_by_user(table["user"].to_numpy(), table["item"].combine_chunks(), table["timestamp"].to_numpy())
+    where = Rows(ratings, "csv" if ratings.name == "ratings.csv" else "txt")
+    users = ids_from_column(table["user"], "userId", "user", where)
+    items = ids_from_column(table["item"], "movieId", "item", where)
+    timestamps = timestamps_from_column(table["timestamp"], "timestamp", where)
+    sequences = group_by_user(users.to_numpy(zero_copy_only=False), items, timestamps)
     titles = _movielens_titles(files[1]) if len(files) > 1 else {}
     return sequences, titles
 
