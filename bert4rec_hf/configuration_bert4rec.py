@@ -24,6 +24,12 @@ class Bert4RecConfig(PreTrainedConfig):
     attention and feed-forward sublayers, with one more LayerNorm after the last block (pre-LN, as in RecTools'
     BERT4Rec and GPT-2); `False`, the default, is BERT's and the paper's post-LN block.
 
+    `is_decoder` (the name BERT's configuration uses) makes attention causal: each position sees itself and the items
+    before it only, and `Bert4RecForCausalLM` trains every position to predict the next item, with the same full
+    softmax over the catalogue (SASRec's architecture with the cross-entropy loss of Klenitskiy & Vasilev's SASRec+,
+    the objective the field's best sequential recommenders train with). `False`, the default, is BERT4Rec's
+    bidirectional cloze model.
+
     The vocabulary is `num_items + 2` tokens: `[PAD]` and `[MASK]` take token ids 0 and 1 (in either order), and the
     items take token ids `2 .. num_items + 1`. A `Bert4RecTokenizer` maps a catalogue's own item ids to those.
 
@@ -50,6 +56,7 @@ class Bert4RecConfig(PreTrainedConfig):
     max_position_embeddings: int = 200
     position_embedding_type: str = "absolute"
     do_layer_norm_before: bool = False
+    is_decoder: bool = False
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0

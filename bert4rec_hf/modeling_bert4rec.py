@@ -28,6 +28,7 @@ REMOTE_CODE_AUTO_MAP = {
     "AutoConfig": "configuration_bert4rec.Bert4RecConfig",
     "AutoModel": "modeling_bert4rec.Bert4RecModel",
     "AutoModelForMaskedLM": "modeling_bert4rec.Bert4RecForMaskedLM",
+    "AutoModelForCausalLM": "modeling_bert4rec.Bert4RecForCausalLM",
 }
 
 
@@ -194,6 +195,18 @@ def real_token_positions(attention_mask: torch.Tensor, position_embedding_type: 
     return (counted_so_far - 1).clamp(min=0)
 
 
+def causal_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """
+    `(batch_size, 1, T, T)` booleans: each position attends to the real tokens up to itself. A padding position
+    attends to itself too, so that no row is empty (an empty row is NaN, which the next layer would carry to the real
+    positions through its masked, zero-weight values).
+    """
+    seq_len = attention_mask.shape[-1]
+    causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=attention_mask.device).tril()
+    diagonal = torch.eye(seq_len, dtype=torch.bool, device=attention_mask.device)
+    return (causal & attention_mask.bool()[:, None, None, :]) | diagonal
+
+
 class Bert4RecModel(Bert4RecPreTrainedModel):
     """The bare BERT4Rec encoder: one hidden state per position of an item sequence."""
 
@@ -249,8 +262,16 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
             )
 
         hidden_states = self.embeddings(input_ids, position_ids)  # (B, T, H)
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
-        if output_attentions and self.config._attn_implementation != "eager" and mask is not None:
+        if self.config.is_decoder:
+            if self.config._attn_implementation.startswith("flash"):
+                raise ValueError("a causal Bert4Rec model (is_decoder=True) runs with attn_implementation 'sdpa' or "
+                                 f"'eager', not {self.config._attn_implementation!r}")
+            mask = causal_attention_mask(attention_mask)
+        else:
+            mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
+                                             attention_mask=attention_mask)
+        if output_attentions and self.config._attn_implementation != "eager" and mask is not None and \
+                not self.config.is_decoder:
             # The eager fallback below wants a mask it can add or apply; build the eager one for this call.
             mask = attention_mask.bool()[:, None, None, :]
 
@@ -425,6 +446,21 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
     def set_input_embeddings(self, value):
         self.bert4rec.set_input_embeddings(value)
 
+    def query_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """
+        Where each sequence's next item is read: its last real position, the `[MASK]` that `Bert4RecTokenizer`
+        appends. A causal model (`config.is_decoder`) reads the item before that `[MASK]` instead: it was trained to
+        predict the next item there, and under causal attention the `[MASK]` after it changes nothing.
+        """
+        positions = last_real_positions(attention_mask)
+        if self.config.is_decoder:
+            rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+            before = (positions - 1).clamp(min=0)
+            item_before_mask = (input_ids[rows, positions] == self.config.mask_token_id) & (positions > 0) & \
+                attention_mask[rows, before].bool()
+            positions = torch.where(item_before_mask, before, positions)
+        return positions
+
     def item_scores(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Scores of every token for some hidden states `(..., H) -> (..., vocab)`; special tokens score lowest."""
         return self.head(hidden_states, self.bert4rec.embeddings.item_embeddings.weight)
@@ -466,18 +502,21 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         if labels is not None:
             labelled = labels != -100
             masked_output, targets = sequence_output[labelled], labels[labelled]  # (N, H), (N,)
+            if return_logits is None and not len(targets):
+                return_logits = True  # no target in the batch: a zero loss, from the (0, vocab) logits
             if return_logits is None:
                 # Training needs only the loss: skip the (N, vocab) logits, the largest tensor of a step.
                 return_logits = not (self.training and torch.is_grad_enabled())
             if return_logits:
                 logits = self.item_scores(masked_output)  # (N, vocab)
-                loss = F.cross_entropy(logits.float(), targets)
+                loss = F.cross_entropy(logits.float(), targets) if len(targets) else logits.sum() * 0.0
             else:
                 logits = None
                 loss = self.head.loss(masked_output, self.bert4rec.embeddings.item_embeddings.weight, targets)
         else:
             rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-            logits = self.item_scores(sequence_output[rows, last_real_positions(attention_mask)])  # (B, vocab)
+            positions = self.query_positions(input_ids, attention_mask)
+            logits = self.item_scores(sequence_output[rows, positions])  # (B, vocab)
 
         if not return_dict:
             extra = tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
@@ -526,4 +565,28 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         return Bert4RecRecommendationOutput(scores=scores, token_ids=token_ids)
 
 
-__all__ = ["Bert4RecPreTrainedModel", "Bert4RecModel", "Bert4RecForMaskedLM"]
+class Bert4RecForCausalLM(Bert4RecForMaskedLM):
+    r"""
+    The left-to-right model of the same family (`config.is_decoder=True`): causal attention, and every position trained
+    to predict the next item with a softmax over the whole catalogue, the objective of SASRec as Klenitskiy & Vasilev
+    trained it (SASRec+). The same embeddings, encoder blocks and head as `Bert4RecForMaskedLM`, so the same weights
+    file, tokenizer, pipeline and evaluation serve it; `labels` hold each position's next item (see
+    `bert4rec_hf.data.DataCollatorForNextItemPrediction`).
+
+    Example:
+
+    ```python
+    >>> from bert4rec_hf import Bert4RecConfig, Bert4RecForCausalLM
+
+    >>> model = Bert4RecForCausalLM(Bert4RecConfig(num_items=3416, max_position_embeddings=200, is_decoder=True))
+    ```
+    """
+
+    def __init__(self, config: Bert4RecConfig):
+        if not config.is_decoder:
+            raise ValueError("Bert4RecForCausalLM needs a causal configuration: Bert4RecConfig(..., is_decoder=True). "
+                             "A bidirectional (cloze) checkpoint loads with Bert4RecForMaskedLM.")
+        super().__init__(config)
+
+
+__all__ = ["Bert4RecPreTrainedModel", "Bert4RecModel", "Bert4RecForMaskedLM", "Bert4RecForCausalLM"]

@@ -36,11 +36,12 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 from transformers.utils import logging as transformers_logging
 
-from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecTokenizer
+from bert4rec_hf import Bert4RecConfig, Bert4RecForCausalLM, Bert4RecForMaskedLM, Bert4RecTokenizer
 from bert4rec_hf.cli import OneLineArgumentParser, exit_on_bad_input
 from bert4rec_hf.configuration_bert4rec import POSITION_EMBEDDING_TYPES
-from bert4rec_hf.data import (DataCollatorForMaskedItemModeling, LengthGroupedSampler, filter_k_core, guess_format,
-                              leave_one_out, load_item_titles, load_sequences, sliding_windows)
+from bert4rec_hf.data import (DataCollatorForMaskedItemModeling, DataCollatorForNextItemPrediction,
+                              LengthGroupedSampler, filter_k_core, guess_format, leave_one_out, load_item_titles,
+                              load_sequences, sliding_windows)
 from bert4rec_hf.evaluation import PopularityRecommender, evaluate_next_item, item_popularity
 from bert4rec_hf.hub import push_model, render_model_card
 from bert4rec_hf.modeling_bert4rec import with_ordinary_permissions
@@ -83,7 +84,8 @@ REPO = Path(__file__).resolve().parent.parent
 # epochs joined it (0.0275 at 60). Weight decay 0.1 (the others' 0.01; AdamW's, so the 54k item embeddings shrink
 # too) keeps it rising: best 0.0294 at epoch 48, 0.0292 at 60, the same 60 epochs and seed.
 RECIPES = {
-    "beauty": dict(path="beauty/beauty.txt", format="txt", hidden_size=128, intermediate_size=512, max_length=50,
+    "beauty": dict(path="beauty/beauty.txt", format="txt", objective="cloze",
+                   hidden_size=128, intermediate_size=512, max_length=50,
                    mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2,
                    per_device_train_batch_size=256, learning_rate=1e-3, weight_decay=0.1, lr_scheduler_type="linear",
                    num_train_epochs=60, early_stopping_patience=100, mask_last_probability=0.1,
@@ -91,7 +93,8 @@ RECIPES = {
                    mask_replace_probability=0.8, random_replace_probability=0.1,
                    do_layer_norm_before=True, sliding_window_step=None, validation_users=10_000, max_train_time=3300,
                    refit=True, average_weights_from=0.25),
-    "ml-1m": dict(path="ml-1m/ml-1m.txt", format="txt", hidden_size=128, intermediate_size=512, max_length=100,
+    "ml-1m": dict(path="ml-1m/ml-1m.txt", format="txt", objective="cloze",
+                  hidden_size=128, intermediate_size=512, max_length=100,
                   mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0,
                   per_device_train_batch_size=32, learning_rate=1e-3, weight_decay=0.01, lr_scheduler_type="linear",
                   num_train_epochs=1000, early_stopping_patience=30, mask_last_probability=0.1,
@@ -99,7 +102,8 @@ RECIPES = {
                   mask_replace_probability=1.0, random_replace_probability=0.0,
                   do_layer_norm_before=False, sliding_window_step=100, validation_users=2048, max_train_time=3300,
                   refit=False, average_weights_from=None),
-    "ml-100k": dict(path="ml-100k", format="movielens", hidden_size=64, intermediate_size=256, max_length=200,
+    "ml-100k": dict(path="ml-100k", format="movielens", objective="cloze",
+                    hidden_size=64, intermediate_size=256, max_length=200,
                     mask_probability=0.2, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.0,
                     per_device_train_batch_size=64, learning_rate=1e-3, weight_decay=0.01,
                     lr_scheduler_type="constant_with_warmup",
@@ -130,6 +134,9 @@ def parse_args(argv=None):
                         help="... and users with at least this many of them (repeated until both hold)")
     parser.add_argument("--data_dir", type=Path, default=REPO / "data", help="where built-in data sets lie")
     parser.add_argument("--output_dir", type=Path, required=True)
+    parser.add_argument("--objective", choices=["cloze", "causal"], default=None,
+                        help="cloze: BERT4Rec's masked items, attending both ways; causal: every item predicts the "
+                             "next one, attending to the past only (SASRec's objective, Bert4RecForCausalLM)")
     parser.add_argument("--hidden_size", type=int, default=None)
     parser.add_argument("--num_hidden_layers", type=int, default=2)
     parser.add_argument("--num_attention_heads", type=int, default=2)
@@ -256,17 +263,22 @@ def build_datasets(args, accelerator):
 
 
 def training_examples(args, sequences: list[list[int]]) -> list[dict]:
-    return [{"input_ids": window} for sequence in sequences
+    # The causal objective predicts each item from the ones before it: a single item has nothing to learn from.
+    shortest = 2 if args.objective == "causal" else 1
+    return [{"input_ids": window} for sequence in sequences if len(sequence) >= shortest
             for window in sliding_windows(sequence, args.max_length, args.sliding_window_step)]
 
 
 def build_loader(args, examples, tokenizer) -> DataLoader:
-    collator = DataCollatorForMaskedItemModeling(
-        max_length=args.max_length, mask_probability=args.mask_probability,
-        mask_last_probability=args.mask_last_probability, always_mask_last=args.always_mask_last,
-        mask_replace_probability=args.mask_replace_probability,
-        random_replace_probability=args.random_replace_probability, vocab_size=tokenizer.vocab_size,
-    )
+    if args.objective == "causal":
+        collator = DataCollatorForNextItemPrediction(max_length=args.max_length)
+    else:
+        collator = DataCollatorForMaskedItemModeling(
+            max_length=args.max_length, mask_probability=args.mask_probability,
+            mask_last_probability=args.mask_last_probability, always_mask_last=args.always_mask_last,
+            mask_replace_probability=args.mask_replace_probability,
+            random_replace_probability=args.random_replace_probability, vocab_size=tokenizer.vocab_size,
+        )
     if args.group_by_length:
         lengths = [min(len(example["input_ids"]), args.max_length) for example in examples]
         order = {"sampler": LengthGroupedSampler(lengths, args.per_device_train_batch_size, seed=args.seed)}
@@ -280,15 +292,20 @@ def optimizer_steps_per_epoch(args, accelerator, loader) -> int:
     return math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
 
 
+def model_class(args):
+    """BERT4Rec's cloze model, or the left-to-right one of the same family (SASRec's objective)."""
+    return Bert4RecForCausalLM if args.objective == "causal" else Bert4RecForMaskedLM
+
+
 def build_model(args, tokenizer):
     config = Bert4RecConfig(
         num_items=tokenizer.num_items, hidden_size=args.hidden_size, num_hidden_layers=args.num_hidden_layers,
         num_attention_heads=args.num_attention_heads, intermediate_size=args.intermediate_size,
         hidden_dropout_prob=args.hidden_dropout_prob, attention_probs_dropout_prob=args.attention_probs_dropout_prob,
         max_position_embeddings=args.max_length, position_embedding_type=args.position_embedding_type,
-        do_layer_norm_before=args.do_layer_norm_before,
+        do_layer_norm_before=args.do_layer_norm_before, is_decoder=args.objective == "causal",
     )
-    return Bert4RecForMaskedLM(config)
+    return model_class(args)(config)
 
 
 def configure_optimizer(model, args):
@@ -527,7 +544,8 @@ def save_and_push(args, accelerator, model, tokenizer, results, state, stats):
     card_metrics = {k: v for k, v in results.items() if k.startswith("test_") and k.split("_", 2)[-1] in
                     ("ndcg@10", "hr@10", "mrr")}
     hyperparameters = {name: getattr(args, name) for name in (
-        "max_length", "sliding_window_step", "mask_probability", "mask_last_probability", "always_mask_last",
+        "objective", "max_length", "sliding_window_step", "mask_probability", "mask_last_probability",
+        "always_mask_last",
         "mask_replace_probability", "random_replace_probability", "hidden_size", "intermediate_size",
         "num_hidden_layers", "num_attention_heads", "do_layer_norm_before", "position_embedding_type",
         "hidden_dropout_prob", "attention_probs_dropout_prob", "per_device_train_batch_size", "learning_rate",
@@ -687,7 +705,7 @@ def main(argv=None):
     # The best epoch's weights, evaluated on validation under every protocol; then, refit or not, the final model
     # once on test (unless told not to). The pop100 negatives stay those of the training split's popularity, refit or
     # not, so that examples/evaluate.py --validation_users draws the same ones.
-    best = Bert4RecForMaskedLM.from_pretrained(best_dir).to(accelerator.device)
+    best = model_class(args).from_pretrained(best_dir).to(accelerator.device)
     results = evaluate_next_item(best, tokenizer, splits["validation"], popularity=popularity, prefix="validation_",
                                  **evaluation)
     results.update(floor)

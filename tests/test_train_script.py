@@ -12,7 +12,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from transformers import AutoModel, AutoModelForMaskedLM
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
 import bert4rec_hf  # noqa: F401
 from bert4rec_hf import cli
@@ -230,3 +230,15 @@ def test_a_shuffled_log_trains_in_timestamp_order(tiny_beauty, tmp_path, header,
     assert sorted((cache / "bert4rec_hf").iterdir()) == entries
     assert sequences["item_ids"] == [expected[user] for user in sorted(expected)]
     assert "popularity (the most frequent unseen items, the floor to beat)" in completed.stdout
+
+
+def test_the_causal_objective_trains_saves_and_serves(tiny_beauty, tmp_path):
+    output = tmp_path / "run"
+    run(train_command(tiny_beauty, output, "--objective", "causal", "--max_train_steps", "10",
+                      "--validation_users", "100"))
+    model = AutoModelForCausalLM.from_pretrained(output)
+    assert type(model).__name__ == "Bert4RecForCausalLM" and model.config.is_decoder
+    results = json.loads((output / "all_results.json").read_text())
+    assert results["test_users"] == 300 and 0 <= results["test_full_ndcg@10"] <= 1
+    assert "- objective: causal" in ModelCard.load(output / "README.md").content
+    assert cli.main(["recommend", "--model", str(output), "--history", "1,2", "--top-k", "3"]) == 0

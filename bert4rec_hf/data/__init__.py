@@ -4,12 +4,14 @@ from .batching import LengthGroupedSampler
 from .collator import DataCollatorForMaskedItemModeling, sliding_windows
 from .filtering import filter_k_core
 from .loading import guess_format, load_item_titles, load_sequences
+from .next_item_collator import DataCollatorForNextItemPrediction
 from .splits import leave_one_out
 from .tfrecord import TFRecordError
 
 
 __all__ = [
     "DataCollatorForMaskedItemModeling",
+    "DataCollatorForNextItemPrediction",
     "LengthGroupedSampler",
     "TFRecordError",
     "filter_k_core",
