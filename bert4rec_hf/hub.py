@@ -89,7 +89,7 @@ def push_model(directory, repo_id: str, private: bool = False, revision: str | N
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     commit = api.upload_folder(
         repo_id=repo_id, folder_path=str(directory), allow_patterns=UPLOAD_PATTERNS,
-        ignore_patterns=["checkpoints/**", "best/**", "runs/**"], revision=revision,
+        ignore_patterns=["checkpoints/**", "best/**", "candidates/**", "runs/**"], revision=revision,
         commit_message=commit_message or f"Upload BERT4Rec model from {directory.name}", create_pr=create_pr,
     )
     return commit.pr_url if create_pr and commit.pr_url else commit.commit_url

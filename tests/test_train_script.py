@@ -48,9 +48,11 @@ def tiny_beauty(tmp_path_factory):
 
 
 def train_command(data, output, *extra):
+    """One recipe (the cloze objective, no race between candidates), small and fast."""
     return [sys.executable, str(REPO / "examples/train.py"), "--dataset", str(data), "--format", "txt",
-            "--output_dir", str(output), "--max_length", "20", "--per_device_train_batch_size", "64",
-            "--per_device_eval_batch_size", "512", "--hidden_dropout_prob", "0.2", *extra]
+            "--output_dir", str(output), "--objective", "cloze", "--max_length", "20",
+            "--per_device_train_batch_size", "64", "--per_device_eval_batch_size", "512",
+            "--hidden_dropout_prob", "0.2", *extra]
 
 
 def run(command, env_extra=None, timeout=600):
@@ -139,7 +141,7 @@ def test_the_linear_schedule_reaches_zero_when_the_time_budget_ends_first(tiny_b
 def test_a_run_told_not_to_evaluate_test_reports_validation_only(small_beauty, tmp_path):
     # bench/recipe_variants.py chooses recipes this way: nothing it reads may come from the test targets.
     output = tmp_path / "run"
-    run(train_command(small_beauty, output, "--max_train_steps", "5", "--no-evaluate_test"))
+    run(train_command(small_beauty, output, "--max_train_steps", "5", "--no-evaluate_test", "--validation_users", "0"))
     results = json.loads((output / "all_results.json").read_text())
     assert results["validation_full_ndcg@10"] >= 0 and results["validation_users"] == 1500
     assert not [key for key in results if key.startswith("test_")]
@@ -230,6 +232,11 @@ def test_a_shuffled_log_trains_in_timestamp_order(tiny_beauty, tmp_path, header,
     assert sorted((cache / "bert4rec_hf").iterdir()) == entries
     assert sequences["item_ids"] == [expected[user] for user in sorted(expected)]
     assert "popularity (the most frequent unseen items, the floor to beat)" in completed.stdout
+    # No recipe was given: candidates read from the data raced on validation, and the run says what it chose.
+    record = json.loads((tmp_path / "run" / "recipe.json").read_text())
+    assert set(record["chosen_by"]["validation_ndcg@10"]) == {"cloze", "causal"}
+    assert record["recipe"]["objective"] in ("cloze", "causal") and record["statistics"]["users"] == 300
+    assert "validation NDCG@10 cloze" in completed.stdout and "trains on" in completed.stdout
 
 
 def test_the_causal_objective_trains_saves_and_serves(tiny_beauty, tmp_path):

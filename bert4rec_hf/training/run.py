@@ -1,0 +1,317 @@
+"""One model's training with accelerate: batches, optimizer, budget schedule, validation each epoch, the best epoch
+kept, weight averaging, checkpoints and resuming. The selection run, each candidate of a recipe race and the refit are
+all a `TrainingRun`."""
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+from safetensors.torch import load_model, save_model
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader
+
+from ..configuration_bert4rec import Bert4RecConfig
+from ..data import (DataCollatorForMaskedItemModeling, DataCollatorForNextItemPrediction, LengthGroupedSampler,
+                    sliding_windows)
+from ..evaluation import evaluate_next_item
+from ..modeling_bert4rec import Bert4RecForCausalLM, Bert4RecForMaskedLM, with_ordinary_permissions
+from .schedule import BudgetProgress, TrainingClock, budget_spent, build_scheduler
+
+
+AVERAGED_WEIGHTS = "averaged_model.safetensors"  # in a checkpoint, beside accelerate's model.safetensors
+
+
+def model_class(settings):
+    """BERT4Rec's cloze model, or the left-to-right one of the same family (SASRec's objective)."""
+    return Bert4RecForCausalLM if settings.objective == "causal" else Bert4RecForMaskedLM
+
+
+def build_model(settings, tokenizer):
+    config = Bert4RecConfig(
+        num_items=tokenizer.num_items, hidden_size=settings.hidden_size, num_hidden_layers=settings.num_hidden_layers,
+        num_attention_heads=settings.num_attention_heads, intermediate_size=settings.intermediate_size,
+        hidden_dropout_prob=settings.hidden_dropout_prob,
+        attention_probs_dropout_prob=settings.attention_probs_dropout_prob,
+        max_position_embeddings=settings.max_length, position_embedding_type=settings.position_embedding_type,
+        do_layer_norm_before=settings.do_layer_norm_before, is_decoder=settings.objective == "causal",
+    )
+    return model_class(settings)(config)
+
+
+def training_examples(settings, sequences: list[list[int]]) -> list[dict]:
+    """Token sequences -> examples, as windows over long histories; the causal objective skips single items."""
+    shortest = 2 if settings.objective == "causal" else 1  # one item has nothing before it to predict it from
+    return [{"input_ids": window} for sequence in sequences if len(sequence) >= shortest
+            for window in sliding_windows(sequence, settings.max_length, settings.sliding_window_step)]
+
+
+def build_loader(settings, examples, tokenizer) -> DataLoader:
+    if settings.objective == "causal":
+        collator = DataCollatorForNextItemPrediction(max_length=settings.max_length)
+    else:
+        collator = DataCollatorForMaskedItemModeling(
+            max_length=settings.max_length, mask_probability=settings.mask_probability,
+            mask_last_probability=settings.mask_last_probability, always_mask_last=settings.always_mask_last,
+            mask_replace_probability=settings.mask_replace_probability,
+            random_replace_probability=settings.random_replace_probability, vocab_size=tokenizer.vocab_size,
+        )
+    if settings.group_by_length:
+        lengths = [min(len(example["input_ids"]), settings.max_length) for example in examples]
+        order = {"sampler": LengthGroupedSampler(lengths, settings.per_device_train_batch_size, seed=settings.seed)}
+    else:
+        order = {"shuffle": True}
+    return DataLoader(examples, batch_size=settings.per_device_train_batch_size, collate_fn=collator,
+                      pin_memory=torch.cuda.is_available(), **order)
+
+
+def configure_optimizer(model, settings):
+    # Weight decay on matrices and embeddings only: not on biases or LayerNorm.
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=settings.learning_rate)
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint needs besides the model and optimizer to continue where it stopped."""
+
+    epoch: int = 0
+    completed_steps: int = 0
+    steps_into_epoch: int = 0
+    best_ndcg: float = -1.0
+    best_epoch: int = -1
+    epochs_without_improvement: int = 0
+    train_seconds: float = 0.0
+    weights_averaged: int = 0
+    history: list = field(default_factory=list)
+
+
+class TrainingRun:
+    """
+    Trains one model on `examples`, validating on `validation` at the end of each epoch (early stopping on full-ranking
+    NDCG@10, the best epoch saved with the tokenizer to `directory/best`), within a budget of `settings.max_train_time`
+    seconds or its steps (`settings.max_train_steps` or `num_train_epochs`), whichever ends first. A refit gives
+    `max_epochs` and the `schedule_epochs` its learning rate decays over instead, and no `validation`: it trains its
+    epochs and keeps the last weights (or their mean).
+
+    `settings` holds the recipe's fields and the run's flags (`examples/train.py`'s arguments).
+    """
+
+    def __init__(self, settings, accelerator, tokenizer, examples, directory: Path, validation=None, name="training",
+                 max_epochs: float | None = None, schedule_epochs: float | None = None, checkpoints: bool = True):
+        self.settings, self.accelerator, self.tokenizer, self.validation = settings, accelerator, tokenizer, validation
+        self.directory, self.name, self.checkpoints = Path(directory), name, checkpoints
+        set_seed(settings.seed)
+        model = build_model(settings, tokenizer)
+        optimizer = configure_optimizer(model, settings)
+        loader = build_loader(settings, examples, tokenizer)
+        self.steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / settings.gradient_accumulation_steps)
+        if max_epochs is not None:  # a refit: the epochs, and the schedule, of the run that chose them
+            self.schedule_steps = max(1, round(schedule_epochs * self.steps_per_epoch))
+            self.max_steps = min(round(max_epochs * self.steps_per_epoch), self.schedule_steps)
+        else:
+            self.max_steps = settings.max_train_steps or settings.num_train_epochs * self.steps_per_epoch
+            self.schedule_steps = self.max_steps
+        scheduler, self.decay = build_scheduler(settings.lr_scheduler_type, optimizer, settings.num_warmup_steps,
+                                                self.schedule_steps)
+        self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(model, optimizer, loader,
+                                                                                      scheduler)
+        share = settings.average_weights_from
+        self.averaged = AveragedModel(accelerator.unwrap_model(self.model)) if share is not None and share < 1 else None
+        self.state = TrainingState()
+        self.clock = TrainingClock()
+        self.clock.stop()
+        self.max_seconds = settings.max_train_time
+        self.examples = len(examples)
+
+    @property
+    def best_dir(self) -> Path:
+        return self.directory / "best"
+
+    def spent(self) -> float:
+        return budget_spent(self.state.completed_steps, self.schedule_steps, self.clock.seconds(), self.max_seconds)
+
+    @property
+    def finished(self) -> bool:
+        state, patience = self.state, self.settings.early_stopping_patience
+        return (state.completed_steps >= self.max_steps or self.out_of_time()
+                or (self.validation is not None and state.epochs_without_improvement >= patience))
+
+    def out_of_time(self, pause_at: float | None = None) -> bool:
+        limits = [s for s in (self.max_seconds, pause_at) if s is not None]
+        return bool(limits) and self.clock.seconds() >= min(limits)
+
+    def fit(self, pause_at: float | None = None) -> "TrainingRun":
+        """Trains until the budget ends, early stopping, or (to take turns with other runs) `pause_at` seconds."""
+        accelerator = self.accelerator
+        self.clock.start()
+        progress = BudgetProgress(self.name, self.max_steps, self.max_seconds, not accelerator.is_local_main_process,
+                                  self.state.completed_steps, self.clock.seconds())
+        while not self.finished and not self.out_of_time(pause_at):
+            train_loss = self._train_epoch(progress, pause_at)
+            epoch_finished = self.state.steps_into_epoch >= self.steps_per_epoch
+            kept = self._average()
+            if self.validation is not None:
+                self._validate(kept, train_loss, progress)
+            else:
+                progress.write(f"{self.name} epoch {self.state.epoch + 1}: loss {train_loss:.4f}")
+            if epoch_finished:
+                self.state.epoch += 1
+                self.state.steps_into_epoch = 0
+            if self.checkpoints and self.settings.checkpointing_steps == "epoch":
+                self.save_checkpoint(f"epoch_{self.state.epoch}")
+            accelerator.wait_for_everyone()
+            if self.validation is not None and self.state.epochs_without_improvement >= \
+                    self.settings.early_stopping_patience:
+                progress.write(f"{self.name}: early stopping, no better validation NDCG@10 for "
+                               f"{self.settings.early_stopping_patience} epochs")
+        progress.close()
+        self.clock.stop()
+        self.state.train_seconds = self.clock.seconds()
+        return self
+
+    def _train_epoch(self, progress, pause_at) -> float:
+        """One pass over the examples (from where a resumed or paused run stopped); returns its mean loss."""
+        settings, accelerator, state = self.settings, self.accelerator, self.state
+        self.model.train()
+        self.loader.set_epoch(state.epoch)
+        batches = self.loader
+        if state.steps_into_epoch:
+            batches = accelerator.skip_first_batches(self.loader,
+                                                     state.steps_into_epoch * settings.gradient_accumulation_steps)
+        total_loss, count = 0.0, 0
+        for batch in batches:
+            with accelerator.accumulate(self.model):
+                loss = self.model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(self.model.parameters(), 5.0)
+                self.optimizer.step()
+                if self.decay is not None:
+                    self.decay.spent = budget_spent(state.completed_steps + 1, self.schedule_steps,
+                                                    self.clock.seconds(), self.max_seconds)
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            total_loss += loss.item()
+            count += 1
+            if not accelerator.sync_gradients:
+                continue
+            state.completed_steps += 1
+            state.steps_into_epoch += 1
+            progress.advance(state.completed_steps, self.clock.seconds(), loss=f"{loss.item():.3f}")
+            if settings.with_tracking:
+                accelerator.log({f"{self.name}_loss": loss.item(), "lr": self.scheduler.get_last_lr()[0]},
+                                step=state.completed_steps)
+            steps = settings.checkpointing_steps
+            if self.checkpoints and isinstance(steps, int) and state.completed_steps % steps == 0:
+                self.save_checkpoint(f"step_{state.completed_steps}")
+            if state.completed_steps >= self.max_steps or self.out_of_time(pause_at):
+                break
+        return total_loss / max(count, 1)
+
+    def _average(self):
+        """
+        Adds the weights to the mean once the run is past --average_weights_from of its budget (stochastic weight
+        averaging, at each epoch's end); returns the model to validate and keep: the mean, or the last weights before
+        it. On sparse data single epochs overfit the item embeddings and their mean generalises better (see
+        docs/recipes.md).
+        """
+        model = self.accelerator.unwrap_model(self.model)
+        if self.averaged is None:
+            return model
+        if self.spent() > self.settings.average_weights_from:
+            self.averaged.update_parameters(model)
+            self.state.weights_averaged = int(self.averaged.n_averaged)
+        return self.averaged.module if self.state.weights_averaged else model
+
+    def _validate(self, kept, train_loss: float, progress):
+        settings, state = self.settings, self.state
+        metrics = evaluate_next_item(kept, self.tokenizer, self.validation, protocols=("full",),
+                                     batch_size=settings.per_device_eval_batch_size, accelerator=self.accelerator,
+                                     seed=settings.seed, prefix="validation_")
+        ndcg = metrics["validation_full_ndcg@10"]
+        state.history.append({"epoch": state.epoch + 1, "step": state.completed_steps, "train_loss": train_loss,
+                              "learning_rate": self.scheduler.get_last_lr()[0], "train_seconds": self.clock.seconds(),
+                              "weights_averaged": state.weights_averaged, **metrics})
+        count = state.weights_averaged
+        averaged_note = f"  (weights averaged over {count} epoch{'s' * (count > 1)})" if count else ""
+        progress.write(f"{self.name} epoch {state.epoch + 1}: loss {train_loss:.4f}  validation NDCG@10 {ndcg:.4f}  "
+                       f"HR@10 {metrics['validation_full_hr@10']:.4f}{averaged_note}")
+        if settings.with_tracking:
+            self.accelerator.log({f"{self.name}_validation_ndcg@10": ndcg, "epoch": state.epoch + 1},
+                                 step=state.completed_steps)
+        if ndcg > state.best_ndcg:
+            state.best_ndcg, state.best_epoch, state.epochs_without_improvement = ndcg, state.epoch + 1, 0
+            if self.accelerator.is_main_process:  # a complete model directory: it loads and serves on its own
+                kept.save_pretrained(self.best_dir)
+                self.tokenizer.save_pretrained(self.best_dir)
+        else:
+            state.epochs_without_improvement += 1
+
+    def final_model(self):
+        """The model this run stands for: its best epoch's (with validation), else its last weights or their mean."""
+        if self.validation is not None:
+            if not (self.best_dir / "config.json").is_file():
+                raise FileNotFoundError(f"{self.best_dir}: no best epoch was saved (was the run resumed from a "
+                                        "checkpoint whose run directory is gone?)")
+            return model_class(self.settings).from_pretrained(self.best_dir).to(self.accelerator.device).eval()
+        model = self.accelerator.unwrap_model(self.model)
+        return (self.averaged.module if self.averaged is not None and self.state.weights_averaged else model).eval()
+
+    # --- checkpoints ------------------------------------------------------------------------------------------------
+
+    def save_checkpoint(self, name: str):
+        directory = self.directory / "checkpoints" / name
+        self.state.train_seconds = self.clock.seconds()
+        self.accelerator.save_state(str(directory))
+        if self.accelerator.is_main_process:
+            if self.state.weights_averaged and self.averaged is not None:
+                save_model(self.averaged.module, str(directory / AVERAGED_WEIGHTS))
+            with_ordinary_permissions(directory)
+            # Written last: a checkpoint with its training_state.json is whole.
+            (directory / "training_state.json").write_text(json.dumps(asdict(self.state)))
+            prune_checkpoints(self.directory / "checkpoints", self.settings.checkpoints_total_limit)
+
+    def load_checkpoint(self, where: str):
+        """Continues from a checkpoint directory, or from the newest complete one (`latest`)."""
+        directory = Path(where)
+        if where == "latest":
+            candidates = complete_checkpoints(self.directory / "checkpoints")
+            if not candidates:
+                raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint under "
+                                        f"{self.directory / 'checkpoints'}")
+            directory = candidates[-1]
+        if not (directory / "training_state.json").is_file():
+            raise FileNotFoundError(f"--resume_from_checkpoint {directory}: not a complete checkpoint (no "
+                                    "training_state.json)")
+        self.accelerator.print(f"resuming from {directory}")
+        # The best epoch so far lies in the directory of the run that saved the checkpoint; resumed elsewhere, the run
+        # brings it along, so that a best epoch before the checkpoint is still the one kept.
+        saved_best = directory.parent.parent / "best"
+        if saved_best.is_dir() and not self.best_dir.exists() and self.accelerator.is_main_process:
+            shutil.copytree(saved_best, self.best_dir)
+        self.accelerator.load_state(str(directory))
+        self.state = TrainingState(**json.loads((directory / "training_state.json").read_text()))
+        if self.state.weights_averaged and self.averaged is not None:
+            load_model(self.averaged.module, str(directory / AVERAGED_WEIGHTS), device=str(self.accelerator.device))
+            self.averaged.n_averaged.fill_(self.state.weights_averaged)
+        self.clock = TrainingClock(self.state.train_seconds)
+        self.clock.stop()
+
+
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """The checkpoints whose saving finished (their training_state.json is written last), oldest first."""
+    states = directory.glob("*/training_state.json")
+    return [p.parent for p in sorted(states, key=lambda p: json.loads(p.read_text())["completed_steps"])]
+
+
+def prune_checkpoints(directory: Path, keep: int):
+    """Deletes all but the newest `keep` complete checkpoints (0 keeps all), as accelerate's total_limit does."""
+    if keep > 0:
+        for old in complete_checkpoints(directory)[:-keep]:
+            shutil.rmtree(old)

@@ -1,0 +1,59 @@
+"""Recipes: the built-in ones as data, and candidates read from a data set's statistics and budget alone."""
+
+import json
+
+import pytest
+
+from bert4rec_hf.data import load_sequences
+from bert4rec_hf.training import BUILT_IN_DATA_SETS, DataStatistics, Recipe, read_recipe, recipe_candidates
+from bert4rec_hf.training.recipes import write_recipe
+
+from conftest import BUNDLED_BEAUTY, shared_data
+
+
+@pytest.fixture(scope="module")
+def beauty_statistics():
+    return DataStatistics.of(load_sequences(BUNDLED_BEAUTY, format="txt")["item_ids"])
+
+
+def test_statistics_of_real_sequences(beauty_statistics):
+    assert (beauty_statistics.users, beauty_statistics.items, beauty_statistics.interactions) == (40_226, 54_542,
+                                                                                                 353_962)
+    assert beauty_statistics.median_length == 6
+    small = DataStatistics.of([[1, 2, 1, 3], [4, 4]])
+    assert small.repeat_share == pytest.approx(2 / 6)  # the second 1 and the second 4
+
+
+def test_the_candidates_are_a_pure_function_of_statistics_and_budget(beauty_statistics):
+    first, again = recipe_candidates(beauty_statistics, 1800), recipe_candidates(beauty_statistics, 1800)
+    assert first == again
+    assert [c.objective for c in first] == ["cloze", "causal"]
+    other_budget = recipe_candidates(beauty_statistics, 600)
+    assert [c.max_train_time for c in other_budget] == [600, 600]
+    assert [c.with_overrides(max_train_time=1800) for c in other_budget] == first
+
+
+def test_beauty_read_from_its_statistics_gets_what_validation_chose_for_it(beauty_statistics):
+    # Short histories over a large catalogue: Beauty's defences against overfitting, its length and its batches.
+    chosen = BUILT_IN_DATA_SETS["beauty"].recipe
+    cloze = recipe_candidates(beauty_statistics)[0]
+    for name in ("max_length", "per_device_train_batch_size", "validation_users", "weight_decay", "hidden_size",
+                 "do_layer_norm_before", "mask_replace_probability", "average_weights_from"):
+        assert getattr(cloze, name) == getattr(chosen, name), name
+
+
+def test_ml_1m_read_from_its_statistics_gets_what_validation_chose_for_it():
+    statistics = DataStatistics.of(load_sequences(shared_data("ml-1m/ml-1m.txt"), format="txt")["item_ids"])
+    chosen = BUILT_IN_DATA_SETS["ml-1m"].recipe
+    cloze = recipe_candidates(statistics)[0]
+    for name in ("max_length", "sliding_window_step", "per_device_train_batch_size", "validation_users",
+                 "weight_decay", "hidden_size", "do_layer_norm_before", "average_weights_from"):
+        assert getattr(cloze, name) == getattr(chosen, name), name
+
+
+def test_a_recipe_file_round_trips(tmp_path, beauty_statistics):
+    recipe = recipe_candidates(beauty_statistics)[1]
+    write_recipe(tmp_path / "recipe.json", recipe, beauty_statistics, {"validation_ndcg@10": {"causal": 0.03}})
+    assert read_recipe(tmp_path / "recipe.json") == recipe
+    assert json.loads((tmp_path / "recipe.json").read_text())["statistics"]["users"] == 40_226
+    assert Recipe().with_overrides(hidden_size=64, learning_rate=None).hidden_size == 64
