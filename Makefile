@@ -19,9 +19,9 @@ setup: $(VENV)/.installed
 test: setup
 	$(PY) -m pytest -q
 
-# Two minutes of training on the bundled Beauty file's 10-core (items with 10+ interactions, users with 5+ of them):
-# test metrics beside popularity's, then recommendations for two histories from the saved model. Writes only under
-# outputs/.
+# Two minutes of training on the bundled Beauty file's 10-core (items with 10+ interactions, users with 5+ of them),
+# with the recipe read from the data (the cloze and the causal candidate race on validation): test metrics beside
+# popularity's, then recommendations for two histories from the saved model. Writes only under outputs/.
 demo: setup
 	$(PY) examples/train.py --dataset data/beauty/beauty.txt --min_item_interactions 10 --min_user_interactions 5 \
 		--max_length 50 --max_train_time 120 --output_dir outputs/demo
