@@ -99,8 +99,8 @@ def recommend(args) -> int:
         if unknown and args.unknown_items == "error":
             raise ValueError(f"{where}: unknown item id {unknown[0]!r}, not among the model's {tokenizer.num_items} "
                              "items; --unknown-items ignore drops unknown items")
-    results = recommender([history for _, history in histories], top_k=args.top_k, exclude_seen=not args.include_seen,
-                          unknown_items="ignore")
+    results = recommender([history for _, history in histories], top_k=args.top_k, unknown_items="ignore",
+                          exclude_seen=False if args.include_seen else None)
     for (_, history), items in zip(histories, results):
         print(json.dumps({"history": history, "recommendations": items}, ensure_ascii=False))
     return 0
@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     recommender.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10)
     recommender.add_argument("--unknown-items", "--unknown_items", dest="unknown_items", choices=["error", "ignore"],
                              default="error", help="an item id the model does not know: an error, or left out")
-    recommender.add_argument("--include-seen", action="store_true", help="do not exclude items already in a history")
+    recommender.add_argument("--include-seen", action="store_true",
+                             help="rank items already in a history too (default: as the model was validated)")
     recommender.set_defaults(run=recommend)
 
     pusher = commands.add_parser("push", help="upload a trained model directory to the Hugging Face Hub")

@@ -30,6 +30,10 @@ class Bert4RecConfig(PreTrainedConfig):
     the objective the field's best sequential recommenders train with). `False`, the default, is BERT4Rec's
     bidirectional cloze model.
 
+    `exclude_seen_items` is what `recommend()` and the pipeline do by default with the items already in a history:
+    leave them out (the field's protocol, and right where users rarely come back to an item) or rank them like any
+    other (where they do: `examples/train.py` sets it from validation).
+
     The vocabulary is `num_items + 2` tokens: `[PAD]` and `[MASK]` take token ids 0 and 1 (in either order), and the
     items take token ids `2 .. num_items + 1`. A `Bert4RecTokenizer` maps a catalogue's own item ids to those.
 
@@ -57,6 +61,7 @@ class Bert4RecConfig(PreTrainedConfig):
     position_embedding_type: str = "absolute"
     do_layer_norm_before: bool = False
     is_decoder: bool = False
+    exclude_seen_items: bool = True
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0

@@ -113,7 +113,8 @@ def sample_negatives(
 
 
 @torch.no_grad()
-def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[str, torch.Tensor] | None = None):
+def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[str, torch.Tensor] | None = None,
+                     exclude_seen: bool = True):
     """
     The rank of each target under each protocol: `{"full": (B,), "pop100": (B,), ...}`. `negatives` maps a sampled
     protocol's name to its `(B, 100)` negative token ids.
@@ -123,7 +124,8 @@ def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[
     ranks = {}
     for name, negative_ids in (negatives or {}).items():
         ranks[name] = (scores.gather(1, negative_ids) > target_scores).sum(dim=1)
-    scores.scatter_(1, input_ids, torch.finfo(scores.dtype).min)
+    if exclude_seen:  # the field's protocol; without, a target already in the history can be hit
+        scores.scatter_(1, input_ids, torch.finfo(scores.dtype).min)
     ranks["full"] = (scores > target_scores).sum(dim=1)
     return ranks
 
@@ -139,11 +141,13 @@ def evaluate_next_item(
     accelerator=None,
     seed: int = 0,
     prefix: str = "",
+    exclude_seen: bool = True,
 ) -> dict[str, float]:
     """
     Metrics of a leave-one-out split (`item_ids` = history, `target`), under each protocol, as
     `{prefix}{protocol}_{metric}`, e.g. `test_full_ndcg@10`. With an `accelerate.Accelerator`, users are shared out
-    over the processes and their ranks gathered exactly once each (`gather_for_metrics`).
+    over the processes and their ranks gathered exactly once each (`gather_for_metrics`). `exclude_seen=False` ranks
+    the full protocol with the history's items among the candidates, for data where users come back to items.
     """
     from torch.utils.data import DataLoader
 
@@ -177,7 +181,8 @@ def evaluate_next_item(
     collected: dict[str, list[torch.Tensor]] = {name: [] for name in protocols}
     for batch in loader:
         negatives = {name: batch[name] for name in protocols if name != "full"}
-        ranks = ranks_of_targets(model, batch["input_ids"], batch["attention_mask"], batch["targets"], negatives)
+        ranks = ranks_of_targets(model, batch["input_ids"], batch["attention_mask"], batch["targets"], negatives,
+                                 exclude_seen)
         ranks = {name: ranks[name] for name in protocols}
         if accelerator is not None:
             ranks = accelerator.gather_for_metrics(ranks)

@@ -530,16 +530,18 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        exclude_seen: bool = True,
+        exclude_seen: bool | None = None,
         candidate_token_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         r"""
         Scores `(batch_size, vocab_size)` of every token as each sequence's next item, read at its last real position
         (the `[MASK]` that `Bert4RecTokenizer(...)` appends). Special tokens, items already in the sequence
-        (`exclude_seen`) and items outside `candidate_token_ids` get the lowest float. `recommend` and the evaluation
+        (`exclude_seen`; by default `config.exclude_seen_items`) and items outside `candidate_token_ids` get the lowest
+        float. `recommend` and the evaluation
         both rank these scores, so what is measured is what is served.
         """
         logits = self.forward(input_ids, attention_mask=attention_mask).logits.float()
+        exclude_seen = self.config.exclude_seen_items if exclude_seen is None else exclude_seen
         return exclude_from_scores(logits, input_ids, exclude_seen, candidate_token_ids)
 
     @torch.no_grad()
@@ -548,7 +550,7 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         top_k: int = 10,
-        exclude_seen: bool = True,
+        exclude_seen: bool | None = None,
         candidate_token_ids: torch.Tensor | None = None,
     ) -> Bert4RecRecommendationOutput:
         r"""

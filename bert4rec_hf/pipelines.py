@@ -18,7 +18,8 @@ from .modeling_bert4rec import Bert4RecForMaskedLM
 class NextItemRecommendationPipeline(Pipeline):
     """
     Scores every item as the next one after each history, through `Bert4RecForMaskedLM.recommend`: the history's
-    most recent items, then `[MASK]`; items already in the history are excluded unless `exclude_seen=False`.
+    most recent items, then `[MASK]`; items already in the history are excluded unless `exclude_seen=False` (the
+    default is the model's `config.exclude_seen_items`, which training sets from validation).
 
     - `top_k` (default 10): how many items per history.
     - `candidates`: item ids to rank among (default: the whole catalogue).
@@ -48,7 +49,7 @@ class NextItemRecommendationPipeline(Pipeline):
                    if v is not None}
         return preprocess, forward, {}
 
-    def __call__(self, histories, top_k: int = 10, candidates=None, exclude_seen: bool = True,
+    def __call__(self, histories, top_k: int = 10, candidates=None, exclude_seen: bool | None = None,
                  unknown_items: str | None = None, batch_size: int | None = None):
         single = _is_single_history(histories)
         batch = [histories] if single else list(histories)
@@ -75,7 +76,7 @@ class NextItemRecommendationPipeline(Pipeline):
         except KeyError as error:
             raise ValueError(error.args[0]) from None
 
-    def _forward(self, model_inputs, top_k=10, candidate_token_ids=None, exclude_seen=True):
+    def _forward(self, model_inputs, top_k=10, candidate_token_ids=None, exclude_seen=None):
         if candidate_token_ids is not None:
             candidate_token_ids = candidate_token_ids.to(model_inputs["input_ids"].device)
         return self.model.recommend(model_inputs["input_ids"], attention_mask=model_inputs["attention_mask"],

@@ -4,16 +4,15 @@
     python examples/train.py --dataset beauty --output_dir outputs/beauty           # a built-in data set's recipe
     accelerate launch examples/train.py --dataset ml-1m --data_dir DATA --output_dir outputs/ml-1m
 
-1. The data: per-user sequences from any supported source (`bert4rec_hf.data`), k-core filtered if asked.
-2. The recipe: a built-in data set's, or candidates read from the data's statistics and the time budget
-   (`bert4rec_hf.training.recipe_candidates`: one per objective, the cloze model and the left-to-right one). Any flag
-   named like a `Recipe` field overrides it.
+1. Data: per-user sequences from any supported source (`bert4rec_hf.data`), k-core filtered if asked.
+2. Recipe: a built-in data set's, or candidates read from the data's statistics and the time budget, one per
+   objective (cloze, causal). A flag named like a `Recipe` field overrides it.
 3. Leave-one-out: each user's last item is the test target; `validation_users` random users also hold out their
    second-to-last item for validation. Popularity's validation score is printed first: the floor to beat.
-4. Training: with several candidates, each trains for a share of the budget, validation keeps the best and it trains
-   on for the rest (successive halving). Every epoch is validated; the best epoch is kept (`best/`).
-5. With `refit`, a fresh model trains the chosen number of epochs on every user's items but the last.
-6. Test, once: full ranking, 100 popularity-sampled and 100 uniform negatives, beside popularity. The output directory
+4. Training: candidates train `race_share` of the budget each, the best on validation trains on (successive halving).
+   Every epoch is validated; the best is kept (`best/`). With `refit`, a fresh model then trains that many epochs on
+   every user's items but the last.
+5. Test, once: full ranking, 100 popularity-sampled and 100 uniform negatives, beside popularity. The output directory
    gets the model, tokenizer, `recipe.json` (to repeat the run), `all_results.json`, curves and a model card.
 """
 
@@ -115,14 +114,10 @@ def candidate_recipes(args, statistics) -> list[Recipe]:
     return list(dict.fromkeys(candidates))  # --objective makes them one
 
 
-def settings_of(args, recipe: Recipe) -> argparse.Namespace:
-    return argparse.Namespace(**{**vars(args), **recipe.to_dict()})
-
-
 def train(args, accelerator, data, candidates: list[Recipe]) -> tuple[TrainingRun, Recipe, dict]:
     """One run, or a race: each candidate trains `race_share` of the budget, the best on validation trains on."""
     def run_of(recipe, directory, name, checkpoints=True):
-        settings = settings_of(args, recipe)
+        settings = argparse.Namespace(**{**vars(args), **recipe.to_dict()})  # the recipe, and the run's flags
         examples = training_examples(settings, data.train_sequences)
         return TrainingRun(settings, accelerator, data.tokenizer, examples, directory, data.validation, name,
                            checkpoints=checkpoints)
@@ -192,6 +187,14 @@ def main(argv=None):
                           f"{results['validation_full_ndcg@10']:.4f} against "
                           f"{floor['validation_popularity_full_ndcg@10']:.4f}): recommending the most popular items "
                           "would serve these users better. Train longer, or try another recipe.")
+    # Items already in the history: left out (the field's protocol), unless validation says users come back to them.
+    kept = evaluate_next_item(best, data.tokenizer, data.splits["validation"], protocols=("full",), exclude_seen=False,
+                              prefix="validation_history_kept_", **evaluation)
+    results.update(kept)
+    kept_ndcg, left_out_ndcg = kept["validation_history_kept_full_ndcg@10"], results["validation_full_ndcg@10"]
+    exclude_seen = kept_ndcg <= left_out_ndcg
+    accelerator.print(f"items already in a history: {'left out' if exclude_seen else 'recommended again'} (validation "
+                      f"NDCG@10 {left_out_ndcg:.4f} left out, {kept_ndcg:.4f} kept)")
     final, refit_seconds = best, 0.0
     if recipe.refit:
         # The selection run's epoch count and schedule: a linear decay over a time budget ended where the share of
@@ -213,6 +216,9 @@ def main(argv=None):
                                           prefix="test_", **evaluation))
         results.update(evaluate_next_item(popular, data.tokenizer, data.splits["test"], protocols=("full",),
                                           prefix="test_popularity_", **evaluation))
+        results.update(evaluate_next_item(final, data.tokenizer, data.splits["test"], protocols=("full",),
+                                          exclude_seen=False, prefix="test_history_kept_", **evaluation))
+    final.config.exclude_seen_items = exclude_seen  # what recommend() and the pipeline do by default
     state = run.state
     results.update(train_runtime_s=round(state.train_seconds + refit_seconds, 1), best_epoch=state.best_epoch,
                    epochs=state.epoch + (state.steps_into_epoch > 0), train_steps=state.completed_steps)

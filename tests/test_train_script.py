@@ -237,6 +237,11 @@ def test_a_shuffled_log_trains_in_timestamp_order(tiny_beauty, tmp_path, header,
     assert set(record["chosen_by"]["validation_ndcg@10"]) == {"cloze", "causal"}
     assert record["recipe"]["objective"] in ("cloze", "causal") and record["statistics"]["users"] == 300
     assert "validation NDCG@10 cloze" in completed.stdout and "trains on" in completed.stdout
+    # Whether users come back to items was measured on validation, and the saved model's default follows it.
+    results = json.loads((tmp_path / "run" / "all_results.json").read_text())
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    kept_better = results["validation_history_kept_full_ndcg@10"] > results["validation_full_ndcg@10"]
+    assert config["exclude_seen_items"] is not kept_better and "test_history_kept_full_ndcg@10" in results
 
 
 def test_the_causal_objective_trains_saves_and_serves(tiny_beauty, tmp_path):
