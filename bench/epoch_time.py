@@ -12,7 +12,6 @@ alike. Each batch is padded to its longest sequence, so random batches are mostl
 
 import argparse
 import statistics
-import sys
 import time
 
 import torch
@@ -23,8 +22,7 @@ from common import REPO, SHARED_DATA, find_data_file
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM
 from bert4rec_hf.data import DataCollatorForMaskedItemModeling, LengthGroupedSampler, load_sequences, sliding_windows
 
-sys.path.insert(0, str(REPO / "examples"))
-from train import RECIPES  # noqa: E402  (the recipes live with the training script)
+from bert4rec_hf.training import BUILT_IN_DATA_SETS
 
 
 DATA = {
@@ -52,17 +50,17 @@ def padded_positions(loader, lengths) -> int:
 
 def run(name: str, repeats: int) -> float:
     recipe_name, candidates, users = DATA[name]
-    recipe = RECIPES[recipe_name]
+    recipe = BUILT_IN_DATA_SETS[recipe_name].recipe
     sequences = load_sequences(find_data_file(*candidates), format="txt", show_progress=False)["item_ids"][:users]
-    batch_size, max_length = recipe["per_device_train_batch_size"], recipe["max_length"]
+    batch_size, max_length = recipe.per_device_train_batch_size, recipe.max_length
     # Training examples as examples/train.py builds them for users outside validation: all but the last (test) item,
     # in the recipe's windows; item id i is token id i + 1 (token 1 is [MASK]).
     examples = [{"input_ids": window} for sequence in sequences
                 for window in sliding_windows([item + 1 for item in sequence[:-1]], max_length,
-                                              recipe["sliding_window_step"])]
+                                              recipe.sliding_window_step)]
     num_items = max(max(sequence) for sequence in sequences)
-    collator = DataCollatorForMaskedItemModeling(max_length=max_length, mask_probability=recipe["mask_probability"],
-                                                 mask_last_probability=recipe["mask_last_probability"])
+    collator = DataCollatorForMaskedItemModeling(max_length=max_length, mask_probability=recipe.mask_probability,
+                                                 mask_last_probability=recipe.mask_last_probability)
     lengths = [min(len(example["input_ids"]), max_length) for example in examples]
     loaders = {
         "random": DataLoader(examples, batch_size=batch_size, shuffle=True, collate_fn=collator),
@@ -71,9 +69,9 @@ def run(name: str, repeats: int) -> float:
     }
     torch.manual_seed(0)
     model = Bert4RecForMaskedLM(Bert4RecConfig(
-        num_items=num_items, max_position_embeddings=max_length, hidden_size=recipe["hidden_size"],
-        intermediate_size=recipe["intermediate_size"], hidden_dropout_prob=recipe["hidden_dropout_prob"],
-        attention_probs_dropout_prob=recipe["attention_probs_dropout_prob"])).train()
+        num_items=num_items, max_position_embeddings=max_length, hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size, hidden_dropout_prob=recipe.hidden_dropout_prob,
+        attention_probs_dropout_prob=recipe.attention_probs_dropout_prob)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     times = {label: [] for label in loaders}
     for repeat in range(repeats):
