@@ -155,6 +155,8 @@ class TrainingRun:
         while not self.finished and not self.out_of_time(pause_at):
             train_loss = self._train_epoch(progress, pause_at)
             epoch_finished = self.state.steps_into_epoch >= self.steps_per_epoch
+            if not epoch_finished and not self.finished:
+                break  # paused inside an epoch for another run's turn: validated once the epoch is whole
             kept = self._average()
             if self.validation is not None:
                 self._validate(kept, train_loss, progress)
