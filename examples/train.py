@@ -110,8 +110,8 @@ def candidate_recipes(args, statistics) -> list[Recipe]:
         return [read_recipe(args.recipe).with_overrides(**overrides)]
     if args.built_in is not None:
         return [args.built_in.recipe.with_overrides(**overrides)]
-    candidates = [c.with_overrides(**overrides) for c in recipe_candidates(statistics, args.max_train_time or 3300)]
-    return list(dict.fromkeys(candidates))  # --objective makes them one
+    candidates = recipe_candidates(statistics, args.max_train_time or 3300)
+    return [c.with_overrides(**overrides) for c in candidates if args.objective in (None, c.objective)]
 
 
 def train(args, accelerator, data, candidates: list[Recipe]) -> tuple[TrainingRun, Recipe, dict]:

@@ -253,4 +253,7 @@ def test_the_causal_objective_trains_saves_and_serves(tiny_beauty, tmp_path):
     results = json.loads((output / "all_results.json").read_text())
     assert results["test_users"] == 300 and 0 <= results["test_full_ndcg@10"] <= 1
     assert "- objective: causal" in ModelCard.load(output / "README.md").content
+    # One objective asked for: one recipe, no race.
+    assert not (output / "candidates").exists()
+    assert json.loads((output / "recipe.json").read_text())["chosen_by"] is None
     assert cli.main(["recommend", "--model", str(output), "--history", "1,2", "--top-k", "3"]) == 0
