@@ -114,7 +114,7 @@ def candidate_recipes(args, statistics) -> list[Recipe]:
     return [c.with_overrides(**overrides) for c in candidates if args.objective in (None, c.objective)]
 
 
-def train(args, accelerator, data, candidates: list[Recipe]) -> tuple[TrainingRun, Recipe, dict]:
+def train(args, accelerator, data, candidates: list[Recipe]) -> tuple[TrainingRun, Recipe, dict | None]:
     """One run, or a race: each candidate trains `race_share` of the budget, the best on validation trains on."""
     def run_of(recipe, directory, name, checkpoints=True):
         settings = argparse.Namespace(**{**vars(args), **recipe.to_dict()})  # the recipe, and the run's flags
@@ -126,7 +126,7 @@ def train(args, accelerator, data, candidates: list[Recipe]) -> tuple[TrainingRu
         run = run_of(candidates[0], args.output_dir, "training")
         if args.resume_from_checkpoint:
             run.load_checkpoint(args.resume_from_checkpoint)
-        return run.fit(), candidates[0], {}
+        return run.fit(), candidates[0], None
     if args.resume_from_checkpoint:
         raise ValueError("--resume_from_checkpoint resumes one recipe: pass the --objective its recipe.json names")
     trial = args.race_share * candidates[0].max_train_time
