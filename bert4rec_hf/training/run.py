@@ -127,7 +127,6 @@ class TrainingRun:
         self.clock = TrainingClock()
         self.clock.stop()
         self.max_seconds = settings.max_train_time
-        self.examples = len(examples)
 
     @property
     def best_dir(self) -> Path:
@@ -155,8 +154,10 @@ class TrainingRun:
         while not self.finished and not self.out_of_time(pause_at):
             train_loss = self._train_epoch(progress, pause_at)
             epoch_finished = self.state.steps_into_epoch >= self.steps_per_epoch
-            if not epoch_finished and not self.finished:
-                break  # paused inside an epoch for another run's turn: validated once the epoch is whole
+            if not epoch_finished and not self.finished and self.state.history:
+                # Paused inside an epoch for another run's turn: validated once the epoch is whole (a run paused
+                # before its first epoch ends is validated now, so that a race always has a score to compare).
+                break
             kept = self._average()
             if self.validation is not None:
                 self._validate(kept, train_loss, progress)
