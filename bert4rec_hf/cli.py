@@ -94,8 +94,9 @@ def recommend(args) -> int:
     histories = _read_histories(args)
     recommender = pipeline("next-item-recommendation", model=model, revision=args.revision)
     tokenizer = recommender.tokenizer
+    vocab = tokenizer.get_vocab()  # a copy: taken once, not per item
     for where, history in histories:  # unknown items, named by the file's own line
-        unknown = [item for item in history if tokenizer.get_vocab().get(str(item), 0) < 2]
+        unknown = [item for item in history if vocab.get(str(item), 0) < 2]
         if unknown and args.unknown_items == "error":
             raise ValueError(f"{where}: unknown item id {unknown[0]!r}, not among the model's {tokenizer.num_items} "
                              "items; --unknown-items ignore drops unknown items")
