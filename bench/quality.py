@@ -1,15 +1,19 @@
 """Train every data set with its default flags and write the quality table into the README.
 
-    python bench/quality.py [--rows ml-1m beauty s3rec-beauty ...] [--data_dir ../shared/data]
+    python bench/quality.py [--rows ml-1m beauty "s3rec-beauty (read from the data)" ...] [--data_dir ../shared/data]
 
 Two kinds of row: a built-in data set trained with its hand-tuned recipe (`examples/train.py --dataset NAME`), and a
 data file trained as a user's would be, with nothing but `--dataset FILE` (the recipe read from the data: candidates
-of both objectives raced on validation, `recipe.json` says the scores). Each run's `all_results.json` is read; a row
-not run this time keeps its last run under `--output_root`, when there is one. Test set, leave-one-out: `full` ranks
-against all items with the user's other items excluded, `pop100` against 100 popularity-sampled negatives.
+of both objectives raced on validation, `recipe.json` says the scores). Run each row alone on the machine: the
+budget is wall-clock time. A run's figures go to `bench/results/quality.json` (committed), so the table always
+holds every row's last run, whichever rows ran this time. Test set, leave-one-out: `full` ranks against all items
+with the user's other items excluded (`history kept`: the same model with them left in), `pop100` against 100
+popularity-sampled negatives. The validation curve is the best validation NDCG@10 reached by each quarter of the run's
+training time: still rising at the last quarter means the budget cut it short.
 """
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -29,70 +33,100 @@ ROWS = {
     "s3rec-beauty (read from the data)": "s3rec/Beauty.txt",
     "yelp (read from the data)": "s3rec/Yelp.txt",
 }
+RESULTS = REPO / "bench/results/quality.json"
+KEPT = ("test_full_ndcg@10", "test_full_hr@10", "test_pop100_ndcg@10", "test_pop100_hr@10",
+        "test_popularity_full_ndcg@10", "test_history_kept_full_ndcg@10", "validation_full_ndcg@10",
+        "validation_popularity_full_ndcg@10", "validation_history_kept_full_ndcg@10", "train_runtime_s", "epochs",
+        "best_epoch", "refit_epochs")
 
 
 def output_of(row: str, output_root: Path) -> Path:
     return output_root / re.sub(r"[^a-z0-9-]+", "-", row.lower()).strip("-")
 
 
-def run(row: str, data_dir: Path, output_root: Path, extra: list[str]) -> dict:
+def run(row: str, data_dir: Path, output_root: Path) -> dict:
     dataset = ROWS[row]
     if dataset not in ("ml-1m", "beauty"):
         dataset = str(data_dir / dataset)
+    output = output_of(row, output_root)
     command = [sys.executable, str(REPO / "examples/train.py"), "--dataset", dataset, "--data_dir", str(data_dir),
-               "--output_dir", str(output_of(row, output_root)), *extra]
+               "--output_dir", str(output)]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
-    return read(row, output_root)
+    return measured(output)
 
 
-def read(row: str, output_root: Path) -> dict:
-    output = output_of(row, output_root)
+def validation_curve(history: list[dict], quarters: int = 4) -> list[float]:
+    """The best validation NDCG@10 reached by the end of each quarter of the training time (the winner's epochs)."""
+    end = history[-1]["train_seconds"]
+    curve = []
+    for quarter in range(1, quarters + 1):
+        reached = [h["validation_full_ndcg@10"] for h in history if h["train_seconds"] <= end * quarter / quarters]
+        curve.append(round(max(reached), 4) if reached else None)
+    return curve
+
+
+def measured(output: Path) -> dict:
+    """What the table keeps of a run: its figures, how its recipe was chosen, and its validation curve."""
     results = json.loads((output / "all_results.json").read_text())
-    recipe = output / "recipe.json"
-    results["recipe"] = json.loads(recipe.read_text()) if recipe.exists() else {}
-    return results
+    record = {name: results[name] for name in KEPT if name in results}
+    recipe = json.loads((output / "recipe.json").read_text())
+    record["objective"] = recipe["recipe"]["objective"]
+    chosen_by = recipe.get("chosen_by") or {}
+    record["race"] = chosen_by.get("validation_ndcg@10")
+    record["race_seconds_each"] = chosen_by.get("race_seconds_each")
+    record["validation_curve"] = validation_curve(json.loads((output / "training_history.json").read_text()))
+    record["machine"] = f"{os.cpu_count()} CPU cores"
+    record["date"] = datetime.date.today().isoformat()
+    return record
+
+
+def cell(value, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def table(results: dict[str, dict]) -> str:
-    cores = os.cpu_count()
     lines = [
-        "| data set | objective (validation NDCG@10: cloze / causal) | popularity | full NDCG@10 | full HR@10 | "
-        "pop100 NDCG@10 | pop100 HR@10 | training | epochs (best) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data set | objective (validation NDCG@10 cloze / causal) | popularity | full NDCG@10 | full HR@10 | "
+        "history kept NDCG@10 | pop100 NDCG@10 | pop100 HR@10 | training | validation curve (quarters) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, r in results.items():
+        race = r.get("race")
+        chosen = f"{r['objective']} ({race['cloze']:.4f} / {race['causal']:.4f})" if race else f"{r['objective']} " \
+                                                                                               "(built in)"
         refit = f" + {r['refit_epochs']} refit" if "refit_epochs" in r else ""
-        objective = r["recipe"].get("recipe", {}).get("objective", "cloze")
-        race = (r["recipe"].get("chosen_by") or {}).get("validation_ndcg@10")
-        chosen = f"{objective} ({race['cloze']:.4f} / {race['causal']:.4f})" if race else f"{objective} (built in)"
-        floor = r.get("test_popularity_full_ndcg@10")
-        lines.append(
-            f"| {row} | {chosen} | {floor:.4f} | " if floor is not None else f"| {row} | {chosen} | | "
-        )
-        lines[-1] += (f"{r['test_full_ndcg@10']:.4f} | {r['test_full_hr@10']:.4f} | {r['test_pop100_ndcg@10']:.4f} | "
-                      f"{r['test_pop100_hr@10']:.4f} | {r['train_runtime_s'] / 60:.0f} min on {cores} CPU cores | "
-                      f"{r['epochs']} ({r['best_epoch']}){refit} |")
+        minutes = r["train_runtime_s"] / 60
+        if race:  # the winner's time counts its share of the race; the losers' shares come on top
+            minutes += r["race_seconds_each"] * (len(race) - 1) / 60
+            refit += f" (race {len(race)} x {r['race_seconds_each'] / 60:.0f} min)"
+        training = f"{minutes:.0f} min on {r['machine']}, {r['epochs']} epochs{refit}"
+        curve = " / ".join(cell(v, 3) for v in r.get("validation_curve") or [])
+        lines.append(f"| {row} | {chosen} | {cell(r.get('test_popularity_full_ndcg@10'))} | "
+                     f"{cell(r['test_full_ndcg@10'])} | {cell(r['test_full_hr@10'])} | "
+                     f"{cell(r.get('test_history_kept_full_ndcg@10'))} | {cell(r['test_pop100_ndcg@10'])} | "
+                     f"{cell(r['test_pop100_hr@10'])} | {training} | {curve} |")
     return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS),
+                        help="the rows to train now (none: only rewrite the table from bench/results/quality.json)")
     parser.add_argument("--data_dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--output_root", type=Path, default=REPO / "outputs/quality")
-    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                        help="flags for every run (e.g. --max_train_time 600 for a short table); the README's table "
-                             "is the default flags'")
+    parser.add_argument("--recorded", action="store_true",
+                        help="take the rows' runs already under --output_root (made by this script, or by hand with "
+                             "its command) instead of training them")
     args = parser.parse_args()
-    results = {row: run(row, args.data_dir, args.output_root, args.extra) for row in args.rows}
-    for row in ROWS:
-        if row not in results and (output_of(row, args.output_root) / "all_results.json").exists():
-            results[row] = read(row, args.output_root)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for row in args.rows:
+        output = output_of(row, args.output_root)
+        results[row] = measured(output) if args.recorded else run(row, args.data_dir, args.output_root)
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps({r: results[r] for r in ROWS if r in results}, indent=1) + "\n")
     rendered = table({row: results[row] for row in ROWS if row in results})
     print(rendered)
-    if args.extra:
-        return  # not the default flags: printed, not written into the README
     readme = REPO / "README.md"
     marked = re.compile(r"(<!-- quality-table -->\n).*?(\n<!-- /quality-table -->)", re.S)
     readme.write_text(marked.sub(lambda m: m.group(1) + rendered + m.group(2), readme.read_text()))

@@ -14,6 +14,7 @@ A short budget favours whatever learns fastest, so read the curves, not only the
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 
 
 def variant_dir(args, name: str) -> Path:
-    return args.output_root / args.dataset / name
+    return args.output_root / re.sub(r"[^A-Za-z0-9.-]+", "-", args.dataset).strip("-") / name
 
 
 def launch(args, name: str, flags: list[str], threads: int) -> subprocess.Popen:
@@ -57,7 +58,8 @@ def summary(name: str, history: list[dict], every: int) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="a built-in recipe of examples/train.py")
+    parser.add_argument("--dataset", required=True, help="a built-in data set of examples/train.py, or a data file "
+                                                          "(add --objective to a variant: one recipe each, no race)")
     parser.add_argument("--variant", type=parse_variant, action="append", required=True,
                         help="NAME=FLAGS for examples/train.py (quote it); give it once per variant")
     parser.add_argument("--max_train_time", type=float, default=1800, help="seconds of training for every variant")
@@ -73,7 +75,7 @@ def main():
         running = [(name, launch(args, name, flags, threads)) for name, flags in args.variant]
         failed = [name for name, process in running if process.wait() != 0]
         if failed:
-            raise SystemExit(f"failed: {', '.join(failed)}; see train.log under {args.output_root / args.dataset}")
+            raise SystemExit(f"failed: {', '.join(failed)}; see train.log under {variant_dir(args, '*')}")
     for name, _ in args.variant:
         history_file = variant_dir(args, name) / "training_history.json"
         print(summary(name, json.loads(history_file.read_text()), args.curve_every))

@@ -8,6 +8,10 @@ from transformers import PreTrainedConfig
 NUM_SPECIAL_TOKENS = 2
 # What a position embedding counts: items from the oldest ("absolute") or from the newest ("recency").
 POSITION_EMBEDDING_TYPES = ("absolute", "recency")
+# The training loss over the catalogue: all of it, or the target against a sample of negatives.
+LOSS_TYPES = ("full", "sampled_softmax", "gbce")
+# Where the negatives of a sampled loss come from; all are shared by the batch's positions.
+NEGATIVE_SAMPLING = ("uniform", "popularity", "in_batch")
 
 
 @strict
@@ -29,6 +33,15 @@ class Bert4RecConfig(PreTrainedConfig):
     softmax over the catalogue (SASRec's architecture with the cross-entropy loss of Klenitskiy & Vasilev's SASRec+,
     the objective the field's best sequential recommenders train with). `False`, the default, is BERT4Rec's
     bidirectional cloze model.
+
+    `loss_type` is the training loss: `"full"` (softmax cross-entropy over every item, the default and the paper's),
+    `"sampled_softmax"` (the target against `num_negatives` sampled items, each negative's logit corrected by the log
+    of its expected count in the sample, the log-Q correction, so that the loss estimates the full softmax's) or
+    `"gbce"` (gSASRec's generalised binary cross-entropy over the target and `num_negatives` negatives, its positive
+    term raised to the power beta that `gbce_calibration` (t) sets). `negative_sampling` says where negatives come
+    from: `"uniform"` over the catalogue, `"popularity"` (in proportion to the training frequencies given to
+    `set_item_frequencies`), or `"in_batch"` (the batch's own distinct targets, however many). A sampled loss costs
+    the same whatever the size of the catalogue; evaluation always ranks every item.
 
     `exclude_seen_items` is what `recommend()` and the pipeline do by default with the items already in a history:
     leave them out (the field's protocol, and right where users rarely come back to an item) or rank them like any
@@ -62,6 +75,10 @@ class Bert4RecConfig(PreTrainedConfig):
     do_layer_norm_before: bool = False
     is_decoder: bool = False
     exclude_seen_items: bool = True
+    loss_type: str = "full"
+    num_negatives: int = 256
+    negative_sampling: str = "uniform"
+    gbce_calibration: float | int = 0.75
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0
@@ -104,6 +121,14 @@ class Bert4RecConfig(PreTrainedConfig):
                 f"Bert4RecConfig.position_embedding_type must be one of {', '.join(POSITION_EMBEDDING_TYPES)}, got "
                 f"{self.position_embedding_type!r}."
             )
+        for name, allowed in (("loss_type", LOSS_TYPES), ("negative_sampling", NEGATIVE_SAMPLING)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Bert4RecConfig.{name} must be one of {', '.join(allowed)}, got "
+                                 f"{getattr(self, name)!r}.")
+        if self.num_negatives < 1:
+            raise ValueError(f"Bert4RecConfig.num_negatives must be at least 1, got {self.num_negatives}.")
+        if not 0 <= self.gbce_calibration <= 1:
+            raise ValueError(f"Bert4RecConfig.gbce_calibration must be in [0, 1], got {self.gbce_calibration}.")
         special = {"pad_token_id": self.pad_token_id, "mask_token_id": self.mask_token_id}
         for name, value in special.items():
             if value not in range(NUM_SPECIAL_TOKENS):

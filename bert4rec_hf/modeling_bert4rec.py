@@ -5,6 +5,7 @@ CIKM 2019. This file imports only torch, transformers and its configuration, so 
 for `trust_remote_code=True`.
 """
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import BaseModelOutput
@@ -41,9 +43,12 @@ class Bert4RecEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.sparse_item_gradients = False  # see Bert4RecForMaskedLM.use_sparse_item_gradients
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        embeddings = self.item_embeddings(input_ids) + self.position_embeddings(position_ids)
+        items = F.embedding(input_ids, self.item_embeddings.weight, self.item_embeddings.padding_idx,
+                            sparse=self.sparse_item_gradients)
+        embeddings = items + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(embeddings))
 
 
@@ -164,6 +169,8 @@ class Bert4RecPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, Bert4RecPredictionHead):
             nn.init.zeros_(module.bias)
+            # A buffer that is not saved: from_pretrained leaves it to be initialised here.
+            init.copy_(module.sampling_weights, module.uniform_sampling_weights())
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is not None:
@@ -355,6 +362,32 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         )
 
 
+def sampled_item_loss(hidden, item_embeddings, bias, targets, negatives, log_expected_counts,
+                      loss_type="sampled_softmax", gbce_beta=1.0, sparse=False):
+    """
+    Mean loss of each row's target against negatives shared by every row, at a cost that does not grow with the
+    catalogue: only the targets' and negatives' embeddings are read (and get gradients).
+
+    `"sampled_softmax"`: cross-entropy over `[target, negatives]`, each negative's logit lowered by the log of its
+    expected count in the sample (`log_expected_counts`, the log-Q correction), so that the sum of the exponentials
+    estimates the full softmax's denominator. `"gbce"`: gSASRec's `-beta * log sigmoid(target) - sum log(1 - sigmoid(
+    negative))`. A negative that is the row's own target is left out of that row. `sparse`: the gradient of
+    `item_embeddings` holds the rows read, not the whole table.
+    """
+    hidden = hidden.float()
+    target_embeddings = F.embedding(targets, item_embeddings, sparse=sparse).float()
+    negative_embeddings = F.embedding(negatives, item_embeddings, sparse=sparse).float()
+    target_scores = (hidden * target_embeddings).sum(-1) + bias[targets].float()  # (N,)
+    negative_scores = torch.addmm(bias[negatives].float(), hidden, negative_embeddings.t())  # (N, k)
+    own_target = negatives[None, :] == targets[:, None]
+    if loss_type == "gbce":
+        negative_terms = F.logsigmoid(-negative_scores).masked_fill(own_target, 0.0).sum(-1)
+        return -(gbce_beta * F.logsigmoid(target_scores) + negative_terms).mean()
+    corrected = (negative_scores - log_expected_counts).masked_fill(own_target, float("-inf"))
+    logits = torch.cat([target_scores[:, None], corrected], dim=1)
+    return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
 class Bert4RecPredictionHead(nn.Module):
     """The paper's output layer: dense + GELU + LayerNorm, then the (tied) item embeddings plus a per-item bias."""
 
@@ -365,6 +398,16 @@ class Bert4RecPredictionHead(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.special_token_ids = (config.pad_token_id, config.mask_token_id)
+        self.config = config
+        # How often each item is drawn as a popularity or in-batch negative: the training frequencies, once
+        # `set_item_frequencies` gives them (every item alike until then). Not saved: it describes the training data.
+        self.register_buffer("sampling_weights", self.uniform_sampling_weights(), persistent=False)
+        self.sparse_item_gradients = False
+
+    def uniform_sampling_weights(self) -> torch.Tensor:
+        weights = torch.ones(self.config.vocab_size)
+        weights[list(self.special_token_ids)] = 0.0
+        return weights
 
     def transform(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.act(self.dense(hidden_states)))
@@ -374,6 +417,39 @@ class Bert4RecPredictionHead(nn.Module):
         excluded = torch.tensor(self.special_token_ids, device=hidden_states.device)
         return ChunkedLinearCrossEntropy.apply(self.transform(hidden_states), item_embeddings, self.bias, targets,
                                                excluded)
+
+    def draw_negatives(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Negatives for a batch's targets, shared by all of them, with the log of each one's expected count in the
+        sample (what the sampled softmax corrects by): `num_negatives` draws, with replacement, uniform or in proportion
+        to `sampling_weights`; or, `"in_batch"`, the batch's distinct targets, each expected `1 - (1 - q) ** N` times
+        for N targets drawn in proportion to the item frequencies q.
+        """
+        config, weights = self.config, self.sampling_weights
+        if config.negative_sampling == "in_batch":
+            negatives = targets.unique()
+            frequency = (weights[negatives] / weights.sum()).double()
+            included = -torch.expm1(len(targets) * torch.log1p(-frequency))
+            return negatives, included.log().float()
+        k = config.num_negatives
+        if config.negative_sampling == "popularity":
+            negatives = torch.multinomial(weights, k, replacement=True)
+            return negatives, (k * weights[negatives] / weights.sum()).log()
+        first = len(self.special_token_ids)  # special tokens take ids 0 and 1, items the rest
+        negatives = torch.randint(first, config.vocab_size, (k,), device=targets.device)
+        return negatives, torch.full((k,), math.log(k / config.num_items), device=targets.device)
+
+    def gbce_beta(self) -> float:
+        """gSASRec's exponent of the positive term: alpha (t (1 - 1/alpha) + 1/alpha), alpha the sampling rate."""
+        alpha = min(1.0, self.config.num_negatives / max(1, self.config.num_items - 1))
+        t = self.config.gbce_calibration
+        return alpha * (t * (1 - 1 / alpha) + 1 / alpha)
+
+    def sampled_loss(self, hidden_states, item_embeddings, targets) -> torch.Tensor:
+        negatives, log_expected_counts = self.draw_negatives(targets)
+        return sampled_item_loss(self.transform(hidden_states), item_embeddings, self.bias, targets, negatives,
+                                 log_expected_counts, self.config.loss_type, self.gbce_beta(),
+                                 sparse=self.sparse_item_gradients)
 
     def forward(self, hidden_states: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
         hidden_states = self.transform(hidden_states)
@@ -446,6 +522,26 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
     def set_input_embeddings(self, value):
         self.bert4rec.set_input_embeddings(value)
 
+    def use_sparse_item_gradients(self, enabled: bool = True) -> None:
+        """
+        With a sampled loss, make the item table's gradient sparse: the rows a step read, not the whole table. Its
+        optimizer must take sparse gradients (`bert4rec_hf.training.LazyAdamW`, or `torch.optim.SparseAdam` for that
+        parameter). The full softmax reads every row: its gradient stays dense. Not saved with the model.
+        """
+        sparse = enabled and self.config.loss_type != "full"
+        self.bert4rec.embeddings.sparse_item_gradients = sparse
+        self.head.sparse_item_gradients = sparse
+
+    def set_item_frequencies(self, frequencies) -> None:
+        """
+        Each token's count in the training data (special tokens ignored): what `"popularity"` and `"in_batch"` negatives
+        are drawn and corrected by. Items never seen keep a count of one, so that each can still be drawn.
+        """
+        weights = torch.as_tensor(frequencies, dtype=torch.float32, device=self.head.sampling_weights.device)
+        weights = weights.clamp(min=1.0)
+        weights[list(self.head.special_token_ids)] = 0.0
+        self.head.sampling_weights.copy_(weights)
+
     def query_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """
         Where each sequence's next item is read: its last real position, the `[MASK]` that `Bert4RecTokenizer`
@@ -512,7 +608,11 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
                 loss = F.cross_entropy(logits.float(), targets) if len(targets) else logits.sum() * 0.0
             else:
                 logits = None
-                loss = self.head.loss(masked_output, self.bert4rec.embeddings.item_embeddings.weight, targets)
+                item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
+                if self.config.loss_type == "full":
+                    loss = self.head.loss(masked_output, item_embeddings, targets)
+                else:
+                    loss = self.head.sampled_loss(masked_output, item_embeddings, targets)
         else:
             rows = torch.arange(input_ids.shape[0], device=input_ids.device)
             positions = self.query_positions(input_ids, attention_mask)
@@ -571,9 +671,9 @@ class Bert4RecForCausalLM(Bert4RecForMaskedLM):
     r"""
     The left-to-right model of the same family (`config.is_decoder=True`): causal attention, and every position trained
     to predict the next item with a softmax over the whole catalogue, the objective of SASRec as Klenitskiy & Vasilev
-    trained it (SASRec+). The same embeddings, encoder blocks and head as `Bert4RecForMaskedLM`, so the same weights
-    file, tokenizer, pipeline and evaluation serve it; `labels` hold each position's next item (see
-    `bert4rec_hf.data.DataCollatorForNextItemPrediction`).
+    trained it (SASRec+), or with a sampled loss (`config.loss_type`). The same embeddings, encoder blocks and head as
+    `Bert4RecForMaskedLM`, so the same weights file, tokenizer, pipeline and evaluation serve it; `labels` hold each
+    position's next item (see `bert4rec_hf.data.DataCollatorForNextItemPrediction`).
 
     Example:
 

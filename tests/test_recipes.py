@@ -57,3 +57,14 @@ def test_a_recipe_file_round_trips(tmp_path, beauty_statistics):
     assert read_recipe(tmp_path / "recipe.json") == recipe
     assert json.loads((tmp_path / "recipe.json").read_text())["statistics"]["users"] == 40_226
     assert Recipe().with_overrides(hidden_size=64, learning_rate=None).hidden_size == 64
+
+
+def test_a_large_catalogue_gives_the_causal_candidate_in_batch_negatives(beauty_statistics):
+    # Beauty: 353,962 interactions x 54,542 items, far past what a full softmax at every position affords on a CPU.
+    cloze, causal = recipe_candidates(beauty_statistics)
+    assert (causal.loss_type, causal.negative_sampling) == ("sampled_softmax", "in_batch")
+    assert cloze.loss_type == "full"  # the cloze model scores a fifth of the positions: its full softmax is affordable
+    # ML-1M's shape (999,611 interactions x 3,416 items) keeps the full softmax.
+    movielens = DataStatistics(users=6040, items=3416, interactions=999_611, median_length=96, p90_length=400,
+                               repeat_share=0.0)
+    assert recipe_candidates(movielens)[1].loss_type == "full"

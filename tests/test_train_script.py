@@ -246,10 +246,13 @@ def test_a_shuffled_log_trains_in_timestamp_order(tiny_beauty, tmp_path, header,
 
 def test_the_causal_objective_trains_saves_and_serves(tiny_beauty, tmp_path):
     output = tmp_path / "run"
+    # With a sampled loss over popularity-drawn negatives: the item table's gradient is sparse, LazyAdamW steps it.
     run(train_command(tiny_beauty, output, "--objective", "causal", "--max_train_steps", "10",
-                      "--validation_users", "100"))
+                      "--validation_users", "100", "--loss_type", "sampled_softmax", "--negative_sampling",
+                      "popularity", "--num_negatives", "64"))
     model = AutoModelForCausalLM.from_pretrained(output)
     assert type(model).__name__ == "Bert4RecForCausalLM" and model.config.is_decoder
+    assert (model.config.loss_type, model.config.negative_sampling) == ("sampled_softmax", "popularity")
     results = json.loads((output / "all_results.json").read_text())
     assert results["test_users"] == 300 and 0 <= results["test_full_ndcg@10"] <= 1
     assert "- objective: causal" in ModelCard.load(output / "README.md").content

@@ -3,6 +3,7 @@ selection, each candidate of a recipe race and the refit share, the budget sched
 `examples/train.py` puts them together."""
 
 from .data import TrainingData, load_user_sequences, prepare_training_data, source_of
+from .optimizer import LazyAdamW
 from .outputs import save_run, summary
 from .recipes import (BUILT_IN_DATA_SETS, OBJECTIVES, RECIPE_FIELDS, DataStatistics, Recipe, read_recipe,
                       recipe_candidates)
@@ -12,6 +13,7 @@ from .run import TrainingRun, model_class, training_examples
 __all__ = [
     "BUILT_IN_DATA_SETS",
     "DataStatistics",
+    "LazyAdamW",
     "OBJECTIVES",
     "RECIPE_FIELDS",
     "Recipe",

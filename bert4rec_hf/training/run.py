@@ -8,6 +8,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate.utils import set_seed
 from safetensors.torch import load_model, save_model
@@ -19,6 +20,7 @@ from ..data import (DataCollatorForMaskedItemModeling, DataCollatorForNextItemPr
                     sliding_windows)
 from ..evaluation import evaluate_next_item
 from ..modeling_bert4rec import Bert4RecForCausalLM, Bert4RecForMaskedLM, with_ordinary_permissions
+from .optimizer import LazyAdamW, clip_grad_norm
 from .schedule import BudgetProgress, TrainingClock, budget_spent, build_scheduler
 
 
@@ -38,8 +40,17 @@ def build_model(settings, tokenizer):
         attention_probs_dropout_prob=settings.attention_probs_dropout_prob,
         max_position_embeddings=settings.max_length, position_embedding_type=settings.position_embedding_type,
         do_layer_norm_before=settings.do_layer_norm_before, is_decoder=settings.objective == "causal",
+        loss_type=settings.loss_type, num_negatives=settings.num_negatives,
+        negative_sampling=settings.negative_sampling,
     )
     return model_class(settings)(config)
+
+
+def item_frequencies(examples: list[dict], vocab_size: int) -> np.ndarray:
+    """How often each token occurs in the training examples: what popularity and in-batch negatives follow."""
+    if not examples:
+        return np.zeros(vocab_size)
+    return np.bincount(np.concatenate([example["input_ids"] for example in examples]), minlength=vocab_size)
 
 
 def training_examples(settings, sequences: list[list[int]]) -> list[dict]:
@@ -73,7 +84,7 @@ def configure_optimizer(model, settings):
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=settings.learning_rate)
+    return LazyAdamW(groups, lr=settings.learning_rate)
 
 
 @dataclass
@@ -108,6 +119,13 @@ class TrainingRun:
         self.directory, self.name, self.checkpoints = Path(directory), name, checkpoints
         set_seed(settings.seed)
         model = build_model(settings, tokenizer)
+        if settings.loss_type != "full" and settings.negative_sampling != "uniform":
+            model.set_item_frequencies(item_frequencies(examples, tokenizer.vocab_size))
+        # A sampled loss touches a few thousand rows of the item table a step: only they are updated (LazyAdamW). Not
+        # across processes (the gradients' all-reduce is dense), nor under fp16's loss scaling.
+        self.sparse = settings.loss_type != "full" and accelerator.num_processes == 1 and \
+            accelerator.mixed_precision != "fp16"
+        model.use_sparse_item_gradients(self.sparse)
         optimizer = configure_optimizer(model, settings)
         loader = build_loader(settings, examples, tokenizer)
         self.steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / settings.gradient_accumulation_steps)
@@ -192,7 +210,9 @@ class TrainingRun:
             with accelerator.accumulate(self.model):
                 loss = self.model(**batch).loss
                 accelerator.backward(loss)
-                if accelerator.sync_gradients:
+                if accelerator.sync_gradients and self.sparse:
+                    clip_grad_norm(self.model.parameters(), 5.0)
+                elif accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(self.model.parameters(), 5.0)
                 self.optimizer.step()
                 if self.decay is not None:
