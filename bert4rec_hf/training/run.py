@@ -8,7 +8,6 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate.utils import set_seed
 from safetensors.torch import load_model, save_model
@@ -18,7 +17,7 @@ from torch.utils.data import DataLoader
 from ..configuration_bert4rec import Bert4RecConfig
 from ..data import (DataCollatorForMaskedItemModeling, DataCollatorForNextItemPrediction, LengthGroupedSampler,
                     sliding_windows)
-from ..evaluation import evaluate_next_item
+from ..evaluation import evaluate_next_item, item_popularity
 from ..modeling_bert4rec import Bert4RecForCausalLM, Bert4RecForMaskedLM, with_ordinary_permissions
 from .optimizer import LazyAdamW, clip_grad_norm
 from .schedule import BudgetProgress, TrainingClock, budget_spent, build_scheduler
@@ -44,13 +43,6 @@ def build_model(settings, tokenizer):
         negative_sampling=settings.negative_sampling,
     )
     return model_class(settings)(config)
-
-
-def item_frequencies(examples: list[dict], vocab_size: int) -> np.ndarray:
-    """How often each token occurs in the training examples: what popularity and in-batch negatives follow."""
-    if not examples:
-        return np.zeros(vocab_size)
-    return np.bincount(np.concatenate([example["input_ids"] for example in examples]), minlength=vocab_size)
 
 
 def training_examples(settings, sequences: list[list[int]]) -> list[dict]:
@@ -120,7 +112,7 @@ class TrainingRun:
         set_seed(settings.seed)
         model = build_model(settings, tokenizer)
         if settings.loss_type != "full" and settings.negative_sampling != "uniform":
-            model.set_item_frequencies(item_frequencies(examples, tokenizer.vocab_size))
+            model.set_item_frequencies(item_popularity([e["input_ids"] for e in examples], tokenizer.vocab_size))
         # A sampled loss touches a few thousand rows of the item table a step: only they are updated (LazyAdamW). Not
         # across processes (the gradients' all-reduce is dense), nor under fp16's loss scaling.
         self.sparse = settings.loss_type != "full" and accelerator.num_processes == 1 and \
@@ -210,10 +202,8 @@ class TrainingRun:
             with accelerator.accumulate(self.model):
                 loss = self.model(**batch).loss
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and self.sparse:
-                    clip_grad_norm(self.model.parameters(), 5.0)
-                elif accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(self.model.parameters(), 5.0)
+                if accelerator.sync_gradients:  # torch's clipping takes dense gradients only
+                    (clip_grad_norm if self.sparse else accelerator.clip_grad_norm_)(self.model.parameters(), 5.0)
                 self.optimizer.step()
                 if self.decay is not None:
                     self.decay.spent = budget_spent(state.completed_steps + 1, self.schedule_steps,
