@@ -308,7 +308,13 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     place, and the gradients of `hidden`, `weight` and `bias` are accumulated during the forward pass. On a large
     catalogue this is most of a training step's time and memory. `excluded_ids` (the special tokens) get zero
     probability.
+
+    A block holds about `block_elements` logits, but never fewer than `MIN_BLOCK_ROWS` rows: each block reads the
+    whole item table, and with a handful of rows per block (4 at a million items) the step waits on memory instead of
+    arithmetic. 64 rows cost 64 x vocab floats (256 MB at a million items) and keep the matrix products compute-bound.
     """
+
+    MIN_BLOCK_ROWS = 64
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements: int = 1 << 22):
@@ -325,7 +331,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_weight = torch.zeros_like(weight32) if needs_grad else None
         grad_bias = torch.zeros_like(bias32) if needs_grad else None
         total = hidden.new_zeros((), dtype=torch.float32)
-        block = max(1, block_elements // vocab)
+        block = max(ChunkedLinearCrossEntropy.MIN_BLOCK_ROWS, block_elements // vocab)
         for start in range(0, num_rows, block):
             rows = hidden[start : start + block].float()
             block_targets = targets[start : start + block]
@@ -451,12 +457,19 @@ class Bert4RecPredictionHead(nn.Module):
                                  log_expected_counts, self.config.loss_type, self.gbce_beta(),
                                  sparse=self.sparse_item_gradients)
 
-    def forward(self, hidden_states: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.transform(hidden_states)
-        logits = F.linear(hidden_states, item_embeddings, self.bias)  # (N, vocab)
+    def block_scores(self, queries: torch.Tensor, item_embeddings: torch.Tensor, start: int = 0,
+                     end: int | None = None) -> torch.Tensor:
+        """Scores `(..., end - start)` of tokens `start:end` for transformed hidden states; special tokens lowest."""
+        end = item_embeddings.shape[0] if end is None else end
+        logits = F.linear(queries, item_embeddings[start:end], self.bias[start:end])
         # Special tokens are not items: they can never be predicted.
-        return logits.index_fill(-1, logits.new_tensor(self.special_token_ids, dtype=torch.long),
-                                 torch.finfo(logits.dtype).min)
+        special = [token - start for token in self.special_token_ids if start <= token < end]
+        if special:
+            logits = logits.index_fill(-1, logits.new_tensor(special, dtype=torch.long), torch.finfo(logits.dtype).min)
+        return logits
+
+    def forward(self, hidden_states: torch.Tensor, item_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.block_scores(self.transform(hidden_states), item_embeddings)  # (N, vocab)
 
 
 @dataclass
@@ -489,14 +502,20 @@ class Bert4RecRecommendationOutput(ModelOutput):
 
 
 def exclude_from_scores(scores: torch.Tensor, input_ids: torch.Tensor, exclude_seen: bool = True,
-                        candidate_token_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """Gives the lowest float, in place, to the items of each sequence (`exclude_seen`) and to non-candidates."""
+                        candidate_token_ids: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+    """
+    Gives the lowest float, in place, to the items of each sequence (`exclude_seen`) and to non-candidates. `scores`
+    may hold a block of the tokens, `start` onwards.
+    """
     lowest = torch.finfo(scores.dtype).min
+    end = start + scores.shape[-1]
     if exclude_seen:
-        scores.scatter_(1, input_ids, lowest)
+        rows, positions = ((input_ids >= start) & (input_ids < end)).nonzero(as_tuple=True)
+        scores[rows, input_ids[rows, positions] - start] = lowest
     if candidate_token_ids is not None:
         allowed = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-        allowed[candidate_token_ids] = True
+        wanted = candidate_token_ids[(candidate_token_ids >= start) & (candidate_token_ids < end)]
+        allowed[wanted - start] = True
         scores.masked_fill_(~allowed, lowest)
     return scores
 
@@ -515,6 +534,9 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         self.bert4rec = Bert4RecModel(config)
         self.head = Bert4RecPredictionHead(config)
         self.post_init()
+
+    # How many items `recommend` scores at a time (see there). 65,536 items x 256 histories: 64 MB of scores.
+    recommend_block_items = 1 << 16
 
     def get_input_embeddings(self):
         return self.bert4rec.get_input_embeddings()
@@ -626,6 +648,18 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         )
 
     @torch.no_grad()
+    def query_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        `(batch_size, hidden_size)`: each sequence's hidden state at its query position, through the head's transform.
+        An item's score is this vector's dot product with the item's embedding, plus the item's bias.
+        """
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        hidden_states = self.bert4rec(input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return self.head.transform(hidden_states[rows, self.query_positions(input_ids, attention_mask)])
+
+    @torch.no_grad()
     def next_item_scores(
         self,
         input_ids: torch.Tensor,
@@ -652,19 +686,66 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         top_k: int = 10,
         exclude_seen: bool | None = None,
         candidate_token_ids: torch.Tensor | None = None,
+        item_index=None,
     ) -> Bert4RecRecommendationOutput:
         r"""
         The `top_k` next items of each sequence, best first (see `next_item_scores`). Each row is its own user's:
         nothing is reordered across the batch. When fewer than `top_k` items are left to rank, the last columns hold
         token id -1 and score -inf.
+
+        The catalogue is scored `recommend_block_items` items at a time, each block's top-k merged with the best so
+        far: memory holds a `(batch_size, recommend_block_items)` block, never a users x items matrix, whatever the
+        catalogue's size. The scores are `next_item_scores`', block by block.
+
+        `item_index` (a `bert4rec_hf.item_index.ItemIndex` of this model): score only the items that a nearest-neighbour
+        index proposes for each history (`top_k` plus room for the history's own items), exactly, with these weights.
+        Approximate: an item the index does not propose is missed. Not with `candidate_token_ids`.
         """
-        scores = self.next_item_scores(input_ids, attention_mask, exclude_seen, candidate_token_ids)
-        lowest = torch.finfo(scores.dtype).min
-        scores, token_ids = scores.topk(min(top_k, self.config.num_items), dim=-1)
-        excluded = scores == lowest
+        exclude_seen = self.config.exclude_seen_items if exclude_seen is None else exclude_seen
+        queries = self.query_vectors(input_ids, attention_mask)
+        top_k = min(top_k, self.config.num_items)
+        seen = input_ids if exclude_seen else None
+        if item_index is None:
+            scores, token_ids = self.top_k_block_by_block(queries, seen, candidate_token_ids, top_k)
+        elif candidate_token_ids is not None:
+            raise ValueError("recommend: candidate_token_ids are ranked exactly; leave out item_index")
+        else:
+            proposed = item_index.search(queries, top_k + input_ids.shape[1])  # room for the history's own items
+            scores, token_ids = self.top_k_of_proposed(queries, proposed, seen, top_k)
+        excluded = scores == torch.finfo(scores.dtype).min
         token_ids.masked_fill_(excluded, -1)
         scores.masked_fill_(excluded, float("-inf"))
         return Bert4RecRecommendationOutput(scores=scores, token_ids=token_ids)
+
+    def top_k_block_by_block(self, queries, seen, candidate_token_ids, top_k):
+        """The exact top-k over the catalogue, `recommend_block_items` at a time; excluded items score lowest."""
+        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
+        scores = token_ids = None
+        for start in range(0, item_embeddings.shape[0], self.recommend_block_items):
+            block = self.head.block_scores(queries, item_embeddings, start, start + self.recommend_block_items).float()
+            block = exclude_from_scores(block, seen, seen is not None, candidate_token_ids, start)
+            block_scores, block_ids = block.topk(min(top_k, block.shape[-1]), dim=-1)
+            block_ids += start
+            if scores is not None:  # the best of the blocks so far and this one
+                both = torch.cat([scores, block_scores], dim=-1)
+                block_scores, order = both.topk(min(top_k, both.shape[-1]), dim=-1)
+                block_ids = torch.cat([token_ids, block_ids], dim=-1).gather(1, order)
+            scores, token_ids = block_scores, block_ids
+        return scores, token_ids
+
+    def top_k_of_proposed(self, queries, proposed, seen, top_k):
+        """The top-k of each row's `proposed` token ids, scored exactly; repeats and seen items score lowest."""
+        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
+        scores = torch.einsum("bh,bkh->bk", queries, item_embeddings[proposed]) + self.head.bias[proposed]
+        scores = scores.float()
+        lowest = torch.finfo(scores.dtype).min
+        repeated = (proposed[:, :, None] == proposed[:, None, :]).tril(-1).any(-1)
+        special = torch.isin(proposed, proposed.new_tensor(self.head.special_token_ids))
+        scores.masked_fill_(repeated | special, lowest)
+        if seen is not None:
+            scores.masked_fill_((proposed[:, :, None] == seen[:, None, :]).any(-1), lowest)
+        scores, order = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
+        return scores, proposed.gather(1, order)
 
 
 class Bert4RecForCausalLM(Bert4RecForMaskedLM):

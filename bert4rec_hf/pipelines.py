@@ -27,6 +27,8 @@ class NextItemRecommendationPipeline(Pipeline):
     - An item id given as the string `"42"` or the int `42` is the same item. Unknown item ids raise a
       `ValueError` naming them; with `unknown_items="ignore"` they are dropped from the history instead.
     - An empty history is answered from the `[MASK]` alone: the items the model ranks highest with no context.
+    - `item_index` (a `bert4rec_hf.item_index.ItemIndex` of the model, given to `pipeline(...)` or to a call): score
+      only the items a nearest-neighbour index proposes, for catalogues of millions of items (approximate).
     """
 
     _load_tokenizer = True
@@ -34,8 +36,9 @@ class NextItemRecommendationPipeline(Pipeline):
     _load_image_processor = False
     _load_feature_extractor = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, item_index=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.item_index = item_index
         if self.tokenizer is None:
             raise ValueError("next-item-recommendation needs the model's item tokenizer (Bert4RecTokenizer)")
         model_items, tokenizer_items = self.model.config.num_items, self.tokenizer.num_items
@@ -43,14 +46,15 @@ class NextItemRecommendationPipeline(Pipeline):
             raise ValueError(f"the model scores {model_items} items (config num_items) but its tokenizer knows "
                              f"{tokenizer_items} (vocab.txt): they come from different trainings")
 
-    def _sanitize_parameters(self, top_k=None, candidates=None, exclude_seen=None, unknown_items=None, **kwargs):
+    def _sanitize_parameters(self, top_k=None, candidates=None, exclude_seen=None, unknown_items=None, item_index=None,
+                             **kwargs):
         preprocess = {k: v for k, v in {"unknown_items": unknown_items}.items() if v is not None}
-        forward = {k: v for k, v in {"top_k": top_k, "candidates": candidates, "exclude_seen": exclude_seen}.items()
-                   if v is not None}
+        forward = {k: v for k, v in {"top_k": top_k, "candidates": candidates, "exclude_seen": exclude_seen,
+                                     "item_index": item_index}.items() if v is not None}
         return preprocess, forward, {}
 
     def __call__(self, histories, top_k: int = 10, candidates=None, exclude_seen: bool | None = None,
-                 unknown_items: str | None = None, batch_size: int | None = None):
+                 unknown_items: str | None = None, batch_size: int | None = None, item_index=None):
         single = _is_single_history(histories)
         batch = [histories] if single else list(histories)
         batch_size = batch_size or self._batch_size or 256
@@ -60,7 +64,8 @@ class NextItemRecommendationPipeline(Pipeline):
         results = []
         for first in range(0, len(batch), batch_size):
             inputs = self.preprocess(batch[first : first + batch_size], unknown_items=unknown_items)
-            outputs = self.forward(inputs, top_k=top_k, candidate_token_ids=candidate_ids, exclude_seen=exclude_seen)
+            outputs = self.forward(inputs, top_k=top_k, candidate_token_ids=candidate_ids, exclude_seen=exclude_seen,
+                                   item_index=item_index if item_index is not None else self.item_index)
             results.extend(self.postprocess(outputs))
         return results[0] if single else results
 
@@ -76,11 +81,12 @@ class NextItemRecommendationPipeline(Pipeline):
         except KeyError as error:
             raise ValueError(error.args[0]) from None
 
-    def _forward(self, model_inputs, top_k=10, candidate_token_ids=None, exclude_seen=None):
+    def _forward(self, model_inputs, top_k=10, candidate_token_ids=None, exclude_seen=None, item_index=None):
         if candidate_token_ids is not None:
             candidate_token_ids = candidate_token_ids.to(model_inputs["input_ids"].device)
         return self.model.recommend(model_inputs["input_ids"], attention_mask=model_inputs["attention_mask"],
-                                    top_k=top_k, exclude_seen=exclude_seen, candidate_token_ids=candidate_token_ids)
+                                    top_k=top_k, exclude_seen=exclude_seen, candidate_token_ids=candidate_token_ids,
+                                    item_index=item_index)
 
     def postprocess(self, model_outputs):
         tokenizer = self.tokenizer

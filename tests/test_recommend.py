@@ -45,3 +45,25 @@ def test_candidates_restrict_the_ranking(trained_beauty_model, beauty_tokenizer,
     result = trained_beauty_model.recommend(**batch, top_k=3, candidate_token_ids=candidates)
     shown = result.token_ids[result.token_ids >= 0]
     assert set(shown.tolist()) <= set(candidates.tolist())
+
+
+def test_recommending_block_by_block_gives_the_top_k_of_all_the_scores(trained_beauty_model, beauty_tokenizer,
+                                                                        beauty_sequences):
+    batch = beauty_tokenizer(beauty_sequences[:8], return_tensors="pt")
+    candidates = torch.tensor(beauty_tokenizer.convert_items_to_ids(sum(beauty_sequences[100:140], [])))
+    for exclude_seen, candidate_token_ids in ((True, None), (False, None), (True, candidates)):
+        scores = trained_beauty_model.next_item_scores(**batch, exclude_seen=exclude_seen,
+                                                       candidate_token_ids=candidate_token_ids)
+        expected_scores, expected_ids = scores.topk(20, dim=-1)
+        whole = trained_beauty_model.recommend(**batch, top_k=20, exclude_seen=exclude_seen,
+                                               candidate_token_ids=candidate_token_ids)
+        trained_beauty_model.recommend_block_items = 97  # blocks that split the catalogue unevenly
+        try:
+            blocked = trained_beauty_model.recommend(**batch, top_k=20, exclude_seen=exclude_seen,
+                                                     candidate_token_ids=candidate_token_ids)
+        finally:
+            del trained_beauty_model.recommend_block_items
+        assert trained_beauty_model.config.vocab_size > 10 * 97
+        for result in (whole, blocked):
+            assert result.token_ids.tolist() == expected_ids.tolist()
+            torch.testing.assert_close(result.scores, expected_scores)

@@ -260,3 +260,34 @@ def test_the_causal_objective_trains_saves_and_serves(tiny_beauty, tmp_path):
     assert not (output / "candidates").exists()
     assert json.loads((output / "recipe.json").read_text())["chosen_by"] is None
     assert cli.main(["recommend", "--model", str(output), "--history", "1,2", "--top-k", "3"]) == 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_train_a_sampled_loss_and_report_what_one_process_measures(tiny_beauty, tmp_path):
+    """accelerate launch with the documented data-parallel config, on CPU (gloo): the 2-process run's test metrics
+    (evaluated across both processes) equal one process evaluating the saved model, and the run took 2 processes."""
+    output = tmp_path / "run"
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    if not os.path.exists(accelerate):
+        pytest.skip("the accelerate command is not installed beside this Python")
+    command = train_command(tiny_beauty, output, "--objective", "causal", "--max_train_steps", "6",
+                            "--validation_users", "100", "--loss_type", "sampled_softmax",
+                            "--negative_sampling", "in_batch")
+    run([accelerate, "launch", "--config_file", str(REPO / "examples/accelerate/data_parallel.yaml"),
+         "--main_process_port", str(free_port()), *command[1:]], env_extra={"OMP_NUM_THREADS": "1"})
+    card = ModelCard.load(output / "README.md").content
+    assert "- processes: 2" in card and "- loss_type: sampled_softmax" in card
+    trained = json.loads((output / "all_results.json").read_text())
+    run([sys.executable, str(REPO / "examples/evaluate.py"), "--model", str(output), "--dataset", str(tiny_beauty),
+         "--format", "txt", "--validation_users", "100", "--output", str(tmp_path / "one.json")])
+    alone = json.loads((tmp_path / "one.json").read_text())
+    shared = [name for name in alone if name in trained and name.startswith("test_")]
+    assert {"test_users", "test_full_ndcg@10", "test_full_hr@10", "test_pop100_ndcg@10"} <= set(shared)
+    assert {name: trained[name] for name in shared} == pytest.approx({name: alone[name] for name in shared})

@@ -1,0 +1,129 @@
+"""Training step time and peak memory as the catalogue grows: the full softmax against each sampled loss.
+
+    python bench/catalogue_scale.py [--sizes 10000 100000 1000000 3000000] [--steps 5] [--warmup 2]
+
+One process per (catalogue size, loss), so that each peak RSS is its own. Each builds Bert4RecForMaskedLM at the
+recipe shapes (hidden 128, 2 layers, sequences of 50, batches of 256, 20% of the items masked) over synthetic
+histories whose items follow Zipf's law (item r drawn in proportion to 1/r), and trains it exactly as
+`bert4rec_hf.training.TrainingRun` does: LazyAdamW, gradient clipping, and for a sampled loss the item table's
+gradient sparse. A line per run (median step time, peak RSS), then, last:
+`sampled_step_ratio_1m_to_10k=<x> peak_rss_mb_3m=<y> full_step_ratio_1m_to_10k=<z>`, where x is the fastest sampled
+loss's median step at a million items over its own at 10,000, y the largest peak RSS of any loss at three million,
+z the same ratio as x for the full softmax (whose output layer does 100 times the arithmetic at a million items).
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import torch
+
+from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM
+from bert4rec_hf.data import DataCollatorForMaskedItemModeling
+from bert4rec_hf.training.optimizer import clip_grad_norm
+from bert4rec_hf.training.run import configure_optimizer
+
+
+LOSSES = {
+    # name: the configuration's loss fields
+    "full": {"loss_type": "full"},
+    "sampled-uniform-256": {"loss_type": "sampled_softmax", "negative_sampling": "uniform", "num_negatives": 256},
+    "sampled-popularity-256": {"loss_type": "sampled_softmax", "negative_sampling": "popularity", "num_negatives": 256},
+    "sampled-in-batch": {"loss_type": "sampled_softmax", "negative_sampling": "in_batch"},
+    "gbce-uniform-256": {"loss_type": "gbce", "negative_sampling": "uniform", "num_negatives": 256},
+}
+SHAPE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512}
+MAX_LENGTH, BATCH_SIZE, MASK_PROBABILITY = 50, 256, 0.2
+
+
+def zipf_frequencies(num_items: int) -> torch.Tensor:
+    """Expected share of each item id 1..num_items (id 0 unused): item r in proportion to 1/r."""
+    weights = 1.0 / torch.arange(1, num_items + 1, dtype=torch.float64)
+    return torch.cat([torch.zeros(1, dtype=torch.float64), weights / weights.sum()])
+
+
+def synthetic_batches(frequencies: torch.Tensor, count: int, generator: torch.Generator) -> list[dict]:
+    """`count` batches of full-length histories; item id i becomes token id i + 1 (token 1 is [MASK])."""
+    cumulative = frequencies.cumsum(0)
+    collator = DataCollatorForMaskedItemModeling(max_length=MAX_LENGTH, mask_probability=MASK_PROBABILITY,
+                                                 generator=generator)
+    batches = []
+    for _ in range(count):
+        draws = torch.rand(BATCH_SIZE, MAX_LENGTH, generator=generator, dtype=torch.float64)
+        items = torch.searchsorted(cumulative, draws).clamp(1, len(frequencies) - 1)
+        batches.append(collator([{"input_ids": (row + 1).tolist()} for row in items]))
+    return batches
+
+
+def measure_one(num_items: int, loss: str, steps: int, warmup: int) -> dict:
+    """Median seconds of a training step (forward, backward, clipping, optimizer) and this process's peak RSS."""
+    torch.manual_seed(0)
+    frequencies = zipf_frequencies(num_items)
+    batches = synthetic_batches(frequencies, steps + warmup, torch.Generator().manual_seed(0))
+    config = Bert4RecConfig(num_items=num_items, max_position_embeddings=MAX_LENGTH, **SHAPE, **LOSSES[loss])
+    model = Bert4RecForMaskedLM(config)
+    if config.loss_type != "full":
+        token_frequencies = torch.cat([torch.zeros(1, dtype=torch.float64), frequencies])  # token id = item id + 1
+        model.set_item_frequencies(token_frequencies * BATCH_SIZE * MAX_LENGTH * 1000)
+    model.use_sparse_item_gradients()  # a no-op for the full softmax, whose gradient reads every row
+    optimizer = configure_optimizer(model, SimpleNamespace(weight_decay=0.01, learning_rate=1e-3))
+    model.train()
+    seconds = []
+    for index, batch in enumerate(batches):
+        start = time.perf_counter()
+        model(**batch).loss.backward()
+        clip_grad_norm(model.parameters(), 5.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if index >= warmup:
+            seconds.append(time.perf_counter() - start)
+    masked = statistics.mean(int((b["labels"] != -100).sum()) for b in batches)
+    return {"items": num_items, "loss": loss, "step_ms": statistics.median(seconds) * 1000,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "masked_per_step": masked,
+            "threads": torch.get_num_threads()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 3_000_000])
+    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES))
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per run")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--one", nargs=2, metavar=("ITEMS", "LOSS"), help=argparse.SUPPRESS)  # a child process
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure_one(int(args.one[0]), args.one[1], args.steps, args.warmup)))
+        return
+    results = {}
+    for num_items in args.sizes:
+        for loss in args.losses:
+            child = subprocess.run([sys.executable, __file__, "--one", str(num_items), loss, "--steps",
+                                    str(args.steps), "--warmup", str(args.warmup)],
+                                   check=True, capture_output=True, text=True)
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            results[num_items, loss] = result
+            print(f"items={num_items} loss={loss} step_ms={result['step_ms']:.0f} "
+                  f"peak_rss_mb={result['peak_rss_mb']:.0f} masked_per_step={result['masked_per_step']:.0f} "
+                  f"threads={result['threads']}", flush=True)
+    if not {10_000, 1_000_000, 3_000_000} <= set(args.sizes):
+        return
+
+    def ratio(loss):
+        return results[1_000_000, loss]["step_ms"] / results[10_000, loss]["step_ms"]
+
+    sampled = [loss for loss in args.losses if loss != "full"]
+    fastest = min(sampled, key=lambda loss: results[1_000_000, loss]["step_ms"])
+    peak_3m = max(results[3_000_000, loss]["peak_rss_mb"] for loss in args.losses)
+    full = f"{ratio('full'):.1f}" if "full" in args.losses else "n/a"
+    print(f"fastest sampled loss at 1M items: {fastest}")
+    print(f"sampled_step_ratio_1m_to_10k={ratio(fastest):.2f} peak_rss_mb_3m={peak_3m:.0f} "
+          f"full_step_ratio_1m_to_10k={full}")
+
+
+if __name__ == "__main__":
+    main()
