@@ -350,7 +350,8 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
                 grad_weight.addmm_(probabilities.t(), rows)
                 grad_bias += probabilities.sum(0)
         if needs_grad:
-            ctx.save_for_backward(grad_hidden / num_rows, grad_weight / num_rows, grad_bias / num_rows)
+            # In place: at millions of items each copy of the table's gradient is gigabytes.
+            ctx.save_for_backward(grad_hidden.div_(num_rows), grad_weight.div_(num_rows), grad_bias.div_(num_rows))
             ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype)
         return total / num_rows
 
