@@ -36,8 +36,9 @@ def folded_item_vectors(model) -> tuple[torch.Tensor, torch.Tensor]:
     """`(token_ids, vectors)`: each item token's embedding with its output bias appended, special tokens left out."""
     embeddings = model.get_input_embeddings().weight.detach().float()
     bias = model.head.bias.detach().float()
-    special = set(model.head.special_token_ids)
-    token_ids = torch.tensor([t for t in range(embeddings.shape[0]) if t not in special])
+    is_item = torch.ones(embeddings.shape[0], dtype=torch.bool)
+    is_item[list(model.head.special_token_ids)] = False
+    token_ids = is_item.nonzero().squeeze(1)  # no Python loop over millions of tokens
     return token_ids, torch.cat([embeddings[token_ids], bias[token_ids, None]], dim=1)
 
 
