@@ -50,7 +50,7 @@ def padded_positions(loader, lengths) -> int:
 
 def run(name: str, repeats: int) -> float:
     recipe_name, candidates, users = DATA[name]
-    recipe = BUILT_IN_DATA_SETS[recipe_name].recipe
+    recipe = BUILT_IN_DATA_SETS[recipe_name].recipe_for("cloze")
     sequences = load_sequences(find_data_file(*candidates), format="txt", show_progress=False)["item_ids"][:users]
     batch_size, max_length = recipe.per_device_train_batch_size, recipe.max_length
     # Training examples as examples/train.py builds them for users outside validation: all but the last (test) item,

@@ -2,9 +2,10 @@
 
     python bench/quality.py [--rows ml-1m beauty "s3rec-beauty (read from the data)" ...] [--data_dir ../shared/data]
 
-Two kinds of row: a built-in data set trained with its hand-tuned recipe (`examples/train.py --dataset NAME`), and a
-data file trained as a user's would be, with nothing but `--dataset FILE` (the recipe read from the data: candidates
-of both objectives raced on validation, `recipe.json` says the scores). Run each row alone on the machine: the
+Two kinds of row: a built-in data set trained with its hand-tuned recipe (`examples/train.py --dataset NAME`; its
+other objective's recipe with `--objective`), and a data file trained as a user's would be, with nothing but
+`--dataset FILE` (the recipe read from the data: candidates of both objectives raced on validation, `recipe.json` says
+the scores). Run each row alone on the machine: the
 budget is wall-clock time. A run's figures go to `bench/results/quality.json` (committed), so the table always
 holds every row's last run, whichever rows ran this time. Test set, leave-one-out: `full` ranks against all items
 with the user's other items excluded (`history kept`: the same model with them left in), `pop100` against 100
@@ -21,12 +22,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bert4rec_hf.training import BUILT_IN_DATA_SETS
 from common import REPO, SHARED_DATA
 
-# The table's rows, in this order: a built-in name, or a file under --data_dir trained with default flags only.
+# The table's rows, in this order: a built-in name (with the flags that pick its other recipe), or a file under
+# --data_dir trained with default flags only.
 ROWS = {
     "ml-1m": "ml-1m",
     "beauty": "beauty",
+    "beauty (cloze)": "beauty --objective cloze",
     "ml-1m (read from the data)": "ml-1m/ml-1m.txt",
     "beauty (read from the data)": "beauty/beauty.txt",
     "ml-100k (read from the data)": "ml-100k/u.data",
@@ -45,12 +49,12 @@ def output_of(row: str, output_root: Path) -> Path:
 
 
 def run(row: str, data_dir: Path, output_root: Path) -> dict:
-    dataset = ROWS[row]
-    if dataset not in ("ml-1m", "beauty"):
+    dataset, *flags = ROWS[row].split()
+    if dataset not in BUILT_IN_DATA_SETS:
         dataset = str(data_dir / dataset)
     output = output_of(row, output_root)
-    command = [sys.executable, str(REPO / "examples/train.py"), "--dataset", dataset, "--data_dir", str(data_dir),
-               "--output_dir", str(output)]
+    command = [sys.executable, str(REPO / "examples/train.py"), "--dataset", dataset, *flags, "--data_dir",
+               str(data_dir), "--output_dir", str(output)]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
     return measured(output)

@@ -13,7 +13,7 @@ Then a catalogue of a million items (`--million_items`, 0 to skip), exact (`reco
 an `ItemIndex` (FAISS HNSW through `datasets`): one history p50 and batches of 256, and the index's recall@10
 against the exact top-10 on 2,048 real histories. Its item vectors must look like a trained model's, not like a
 random initialisation (whose top-10 is noise that no index can find): a model is trained for `--train_seconds` on
-the bundled Beauty file (`examples/train.py`, cloze, or `--trained_model DIR`), its 54,542 item vectors (embedding
+the bundled Beauty file (`examples/train.py`, cloze, or `--trained_model DIR`, either objective), its 54,542 item vectors (embedding
 and bias) are kept, and the rest of the million are drawn from a Gaussian with their mean and covariance. The queries
 are Beauty's real histories through the trained encoder. Last line:
 `million_exact_p50_ms=.. million_index_p50_ms=.. million_exact_users_per_s=.. million_index_users_per_s=..
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, pipeline
 
 from common import REPO, SHARED_DATA, find_data_file
 
@@ -98,7 +98,8 @@ def trained_beauty_model(train_seconds: float, model_dir: Path | None):
         subprocess.run([sys.executable, str(REPO / "examples/train.py"), "--dataset", str(BUNDLED_BEAUTY),
                         "--objective", "cloze", "--max_train_time", str(train_seconds), "--output_dir", str(model_dir)],
                        check=True, capture_output=True)
-    return AutoModelForMaskedLM.from_pretrained(model_dir).eval(), AutoTokenizer.from_pretrained(model_dir)
+    auto = AutoModelForCausalLM if AutoConfig.from_pretrained(model_dir).is_decoder else AutoModelForMaskedLM
+    return auto.from_pretrained(model_dir).eval(), AutoTokenizer.from_pretrained(model_dir)
 
 
 def grown_to(model, num_items: int, seed: int = 0):
@@ -109,7 +110,7 @@ def grown_to(model, num_items: int, seed: int = 0):
     factor = torch.linalg.cholesky(covariance + 1e-9 * torch.eye(len(mean), dtype=torch.float64))
     new = mean + torch.randn(num_items - len(token_ids), len(mean), generator=generator, dtype=torch.float64) @ factor.T
     config = Bert4RecConfig.from_dict({**model.config.to_dict(), "num_items": num_items})
-    grown = Bert4RecForMaskedLM(config).eval()
+    grown = type(model)(config).eval()
     state = model.state_dict()
     embeddings_name = "bert4rec.embeddings.item_embeddings.weight"
     state[embeddings_name] = torch.cat([state[embeddings_name], new[:, :-1].float()])

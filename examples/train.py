@@ -110,7 +110,7 @@ def candidate_recipes(args, statistics) -> list[Recipe]:
     if args.recipe is not None:  # another run's recipe.json: that run again
         return [read_recipe(args.recipe).with_overrides(**overrides)]
     if args.built_in is not None:
-        return [args.built_in.recipe.with_overrides(**overrides)]
+        return [args.built_in.recipe_for(args.objective).with_overrides(**overrides)]
     candidates = recipe_candidates(statistics, args.max_train_time or 3300)
     return [c.with_overrides(**overrides) for c in candidates if args.objective in (None, c.objective)]
 

@@ -202,18 +202,22 @@ def test_blockwise_training_loss_has_the_loss_and_gradients_of_full_logits(beaut
         torch.testing.assert_close(blockwise_grads[name], full_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_the_blockwise_loss_is_exact_over_many_blocks(beauty_tokenizer):
+@pytest.mark.parametrize("by_item_chunks", [False, True], ids=["row-blocks", "item-chunks"])
+def test_the_blockwise_loss_is_exact_over_many_pieces(beauty_tokenizer, by_item_chunks):
     from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
 
     torch.manual_seed(0)
     vocab = beauty_tokenizer.vocab_size
-    hidden = torch.randn(37, 16, requires_grad=True)
+    hidden = torch.randn(150, 16, requires_grad=True)
     weight = (0.3 * torch.randn(vocab, 16)).requires_grad_()
     bias = (0.1 * torch.randn(vocab)).requires_grad_()
-    targets = torch.randint(2, vocab, (37,))
+    targets = torch.randint(2, vocab, (150,))
     special = torch.tensor([0, 1])
-    # Blocks of 5 rows: 8 blocks, the last one short.
-    loss = ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, 5 * vocab)
+    # Row blocks of 64 (the least): 3 blocks, the last one short. Item chunks of 200 (150 rows x 200 logits): dozens
+    # of chunks, the last one short.
+    assert vocab % 200 != 0 and vocab > 2_000
+    block_elements = 150 * 200 if by_item_chunks else 64 * vocab
+    loss = ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, block_elements, by_item_chunks)
     blockwise = torch.autograd.grad(loss, (hidden, weight, bias))
     logits = (hidden @ weight.T + bias).index_fill(1, special, float("-inf"))
     reference = F.cross_entropy(logits, targets)

@@ -1,5 +1,6 @@
 """Recipes: the built-in ones as data, and candidates read from a data set's statistics and budget alone."""
 
+import importlib.util
 import json
 
 import pytest
@@ -8,7 +9,7 @@ from bert4rec_hf.data import load_sequences
 from bert4rec_hf.training import BUILT_IN_DATA_SETS, DataStatistics, Recipe, read_recipe, recipe_candidates
 from bert4rec_hf.training.recipes import write_recipe
 
-from conftest import BUNDLED_BEAUTY, shared_data
+from conftest import BUNDLED_BEAUTY, REPO, shared_data
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +35,39 @@ def test_the_candidates_are_a_pure_function_of_statistics_and_budget(beauty_stat
 
 
 def test_beauty_read_from_its_statistics_gets_what_validation_chose_for_it(beauty_statistics):
-    # Short histories over a large catalogue: Beauty's defences against overfitting, its length and its batches.
-    chosen = BUILT_IN_DATA_SETS["beauty"].recipe
-    cloze = recipe_candidates(beauty_statistics)[0]
+    # Short histories over a large catalogue: Beauty's defences against overfitting, its length and its batches, for
+    # both objectives; the causal candidate's in-batch negatives and dropout are the built-in causal recipe's.
+    cloze, causal = recipe_candidates(beauty_statistics)
+    beauty = BUILT_IN_DATA_SETS["beauty"]
     for name in ("max_length", "per_device_train_batch_size", "validation_users", "weight_decay", "hidden_size",
                  "do_layer_norm_before", "mask_replace_probability", "average_weights_from"):
-        assert getattr(cloze, name) == getattr(chosen, name), name
+        assert getattr(cloze, name) == getattr(beauty.recipe_for("cloze"), name), name
+    for name in ("max_length", "per_device_train_batch_size", "validation_users", "weight_decay", "hidden_size",
+                 "do_layer_norm_before", "attention_probs_dropout_prob", "hidden_dropout_prob", "loss_type",
+                 "negative_sampling", "average_weights_from", "num_train_epochs"):
+        assert getattr(causal, name) == getattr(beauty.recipe_for("causal"), name), name
 
 
 def test_ml_1m_read_from_its_statistics_gets_what_validation_chose_for_it():
     statistics = DataStatistics.of(load_sequences(shared_data("ml-1m/ml-1m.txt"), format="txt")["item_ids"])
-    chosen = BUILT_IN_DATA_SETS["ml-1m"].recipe
+    chosen = BUILT_IN_DATA_SETS["ml-1m"].recipe_for("cloze")
     cloze = recipe_candidates(statistics)[0]
     for name in ("max_length", "sliding_window_step", "per_device_train_batch_size", "validation_users",
                  "weight_decay", "hidden_size", "do_layer_norm_before", "average_weights_from"):
         assert getattr(cloze, name) == getattr(chosen, name), name
+
+
+def test_a_built_in_data_set_defaults_to_the_objective_validation_chose_and_keeps_the_other():
+    beauty = BUILT_IN_DATA_SETS["beauty"]
+    assert beauty.recipe_for() == beauty.recipe == beauty.recipes[0]
+    assert beauty.recipe.objective == "causal"
+    assert beauty.recipe_for("cloze") == beauty.recipes[1]  # BERT4Rec's recipe, tuned on its own
+    assert beauty.recipe_for("cloze").mask_replace_probability == 0.8
+    # An objective tuned for nothing here takes the default recipe's settings.
+    ml_100k = BUILT_IN_DATA_SETS["ml-100k"]
+    assert ml_100k.recipe_for("causal") == ml_100k.recipe.with_overrides(objective="causal")
+    assert {recipe.objective for data_set in BUILT_IN_DATA_SETS.values() for recipe in data_set.recipes} <= \
+        {"cloze", "causal"}
 
 
 def test_a_recipe_file_round_trips(tmp_path, beauty_statistics):
@@ -68,3 +87,17 @@ def test_a_large_catalogue_gives_the_causal_candidate_in_batch_negatives(beauty_
     movielens = DataStatistics(users=6040, items=3416, interactions=999_611, median_length=96, p90_length=400,
                                repeat_share=0.0)
     assert recipe_candidates(movielens)[1].loss_type == "full"
+
+
+def test_the_training_script_takes_a_built_in_recipe_by_objective_and_flags_override_it(tmp_path):
+    spec = importlib.util.spec_from_file_location("train_script", REPO / "examples" / "train.py")
+    train_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_script)
+
+    def recipes(*flags):
+        return train_script.candidate_recipes(train_script.parse_args(["--dataset", "beauty", "--output_dir",
+                                                                       str(tmp_path), *flags]), None)
+
+    assert recipes() == [BUILT_IN_DATA_SETS["beauty"].recipe]
+    assert recipes("--objective", "cloze") == [BUILT_IN_DATA_SETS["beauty"].recipe_for("cloze")]
+    assert recipes("--objective", "cloze", "--hidden_size", "64")[0].hidden_size == 64
