@@ -117,11 +117,11 @@ def main():
         return results[1_000_000, loss]["step_ms"] / results[10_000, loss]["step_ms"]
 
     sampled = [loss for loss in args.losses if loss != "full"]
-    fastest = min(sampled, key=lambda loss: results[1_000_000, loss]["step_ms"])
+    fastest = min(sampled, key=lambda loss: results[1_000_000, loss]["step_ms"]) if sampled else None
     peak_3m = max(results[3_000_000, loss]["peak_rss_mb"] for loss in args.losses)
     full = f"{ratio('full'):.1f}" if "full" in args.losses else "n/a"
-    print(f"fastest sampled loss at 1M items: {fastest}")
-    print(f"sampled_step_ratio_1m_to_10k={ratio(fastest):.2f} peak_rss_mb_3m={peak_3m:.0f} "
+    print(f"fastest sampled loss at 1M items: {fastest or 'none measured'}")
+    print(f"sampled_step_ratio_1m_to_10k={f'{ratio(fastest):.2f}' if fastest else 'n/a'} peak_rss_mb_3m={peak_3m:.0f} "
           f"full_step_ratio_1m_to_10k={full}")
 
 
