@@ -2,15 +2,14 @@
 
     python bench/quality.py [--rows ml-1m beauty "s3rec-beauty (read from the data)" ...] [--data_dir ../shared/data]
 
-Two kinds of row: a built-in data set trained with its hand-tuned recipe (`examples/train.py --dataset NAME`; its
-other objective's recipe with `--objective`), and a data file trained as a user's would be, with nothing but
-`--dataset FILE` (the recipe read from the data: candidates of both objectives raced on validation, `recipe.json` says
-the scores). Run each row alone on the machine: the
-budget is wall-clock time. A run's figures go to `bench/results/quality.json` (committed), so the table always
-holds every row's last run, whichever rows ran this time. Test set, leave-one-out: `full` ranks against all items
-with the user's other items excluded (`history kept`: the same model with them left in), `pop100` against 100
-popularity-sampled negatives. The validation curve is the best validation NDCG@10 reached by each quarter of the run's
-training time: still rising at the last quarter means the budget cut it short.
+Two kinds of row: a built-in data set trained with its hand-tuned recipe (`examples/train.py --dataset NAME`; its other
+objective's recipe with `--objective`), and a data file trained as a user's would be, with nothing but `--dataset FILE`
+(the recipe read from the data: candidates of both objectives raced on validation, `recipe.json` says the scores). Run
+each row alone on the machine: the budget is wall-clock time. A run's figures go to `bench/results/quality.json`
+(committed), so the table always holds every row's last run, whichever rows ran this time. Test set, leave-one-out:
+`full` ranks against all items with the user's other items excluded (`history kept`: the same model with them left in),
+`pop100` against 100 popularity-sampled negatives. The validation curve is the best validation NDCG@10 reached by each
+quarter of the run's training time: still rising at the last quarter means the budget cut it short.
 """
 
 import argparse

@@ -13,8 +13,9 @@ Then a catalogue of a million items (`--million_items`, 0 to skip), exact (`reco
 an `ItemIndex` (FAISS HNSW through `datasets`): one history p50 and batches of 256, and the index's recall@10
 against the exact top-10 on 2,048 real histories. Its item vectors must look like a trained model's, not like a
 random initialisation (whose top-10 is noise that no index can find): a model is trained for `--train_seconds` on
-the bundled Beauty file (`examples/train.py`, cloze, or `--trained_model DIR`, either objective), its 54,542 item vectors (embedding
-and bias) are kept, and the rest of the million are drawn from a Gaussian with their mean and covariance. The queries
+the bundled Beauty file (`examples/train.py`, cloze, or `--trained_model DIR`, either objective), its 54,542 item
+vectors (embedding and bias) are kept, and the rest of the million are drawn from a Gaussian with their mean and
+covariance. The queries
 are Beauty's real histories through the trained encoder. Last line:
 `million_exact_p50_ms=.. million_index_p50_ms=.. million_exact_users_per_s=.. million_index_users_per_s=..
 million_recall_at_10=..`.

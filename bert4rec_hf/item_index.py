@@ -63,8 +63,8 @@ class ItemIndex:
         Indexes `model`'s items. `string_factory` is FAISS's description of the index (`"HNSW32"`: a graph with 32
         links per node; `"Flat"`: exact search); `search_parameters` FAISS's settings for searching it (by default
         `{"efSearch": 1024}` for HNSW: how many nodes a search keeps in view, recall against speed; at a million
-        items, recall@10 against exact 0.913 at 256, 0.951 at 512, 0.974 at 1024, 0.987 at 2048, and 2.0, 2.7, 4.6,
-        7.7 ms a history on 2 CPU cores, where exact scoring takes 60; `bench/recommend.py`, docs/scaling.md).
+        items, recall@10 against exact 0.9745 where 256 gave 0.917, 7.8 ms a history on 2 CPU cores where exact
+        scoring takes 56: `bench/recommend.py`, docs/scaling.md).
         """
         import faiss
 

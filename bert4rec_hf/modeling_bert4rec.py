@@ -314,8 +314,8 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
       running maximum and sum, as in online softmax); a second recomputes each chunk's logits, turns them into their
       gradient, accumulates the gradient of `hidden` and writes those of the chunk's rows of `weight` and `bias`. Each
       chunk (all N rows against `block_elements // N` items) stays in the processor's cache, and the table and its
-      gradient are read or written once a pass, at the price of the logits' product computed twice. On 2 CPU cores,
-      2,560 rows of 128: 19.5 s against 25.5 s at a million items, 3.69 s against 3.55 s at 150,000 (docs/scaling.md).
+      gradient are read or written once a pass, at the price of the logits' product computed twice. Where each way
+      is faster: `bench/output_layer_paths.py`, docs/scaling.md.
     """
 
     MIN_BLOCK_ROWS = 64
