@@ -1,6 +1,9 @@
-"""Shared helpers of the benchmark scripts: where the data sets are."""
+"""Shared helpers of the benchmark scripts: where the data sets are, and how a training run is started."""
 
 import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -13,3 +16,15 @@ def find_data_file(*candidates: Path) -> Path:
         if candidate.is_file():
             return candidate
     raise SystemExit(f"data file not found; looked at: {', '.join(str(c) for c in candidates)}")
+
+
+def launch_training(dataset: str, data_dir: Path, output: Path, flags: list[str], threads: int) -> subprocess.Popen:
+    """`examples/train.py --dataset DATASET FLAGS` in the background on `threads` threads, its output in `train.log`:
+    how the side-by-side comparisons give every run the same share of the machine."""
+    command = [sys.executable, str(REPO / "examples/train.py"), "--dataset", dataset, "--data_dir", str(data_dir),
+               "--output_dir", str(output), *flags]
+    output.mkdir(parents=True, exist_ok=True)
+    print(f"{output.name}: {shlex.join(command)}", flush=True)
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    with open(output / "train.log", "w") as log:  # the child keeps its own copy of the file descriptor
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)

@@ -17,10 +17,9 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
-from common import REPO, SHARED_DATA
+from common import REPO, SHARED_DATA, launch_training
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -36,15 +35,9 @@ def variant_dir(args, name: str) -> Path:
 
 
 def launch(args, name: str, flags: list[str], threads: int) -> subprocess.Popen:
-    output = variant_dir(args, name)
-    command = [sys.executable, str(REPO / "examples/train.py"), "--dataset", args.dataset, "--data_dir",
-               str(args.data_dir), "--output_dir", str(output), "--max_train_time", str(args.max_train_time),
-               "--max_eval_users", str(args.max_eval_users), "--no-evaluate_test", *flags]
-    output.mkdir(parents=True, exist_ok=True)
-    print(f"{name}: {shlex.join(command)}", flush=True)
-    environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    with open(output / "train.log", "w") as log:  # the child keeps its own copy of the file descriptor
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    return launch_training(args.dataset, args.data_dir, variant_dir(args, name),
+                           ["--max_train_time", str(args.max_train_time), "--max_eval_users", str(args.max_eval_users),
+                            "--no-evaluate_test", *flags], threads)
 
 
 def summary(name: str, history: list[dict], every: int) -> str:
