@@ -52,7 +52,8 @@ def main():
         times.append(time.perf_counter() - start)
     step_ms = statistics.median(times[10:]) * 1000
     print(f"{torch.cuda.get_device_name()}: median step {step_ms:.2f} ms, "
-          f"{args.batch_size / step_ms * 1000:.0f} sequences/s over {args.steps} steps (bf16, {args.attn_implementation})")
+          f"{args.batch_size / step_ms * 1000:.0f} sequences/s over {args.steps} steps "
+          f"(bf16, {args.attn_implementation})")
     return 0
 
 

@@ -543,7 +543,8 @@ class Bert4RecMaskedLMOutput(ModelOutput):
 @dataclass
 class Bert4RecRecommendationOutput(ModelOutput):
     r"""
-    scores (`torch.FloatTensor` of shape `(batch_size, top_k)`): the model's scores of the recommended items, best first.
+    scores (`torch.FloatTensor` of shape `(batch_size, top_k)`): the model's scores of the recommended items, best
+    first.
     token_ids (`torch.LongTensor` of shape `(batch_size, top_k)`): their token ids (`Bert4RecTokenizer.decode` maps
     them to item ids).
     """

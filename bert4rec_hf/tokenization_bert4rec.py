@@ -86,7 +86,7 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
         save_directory: str | None = None,
         **kwargs,
     ) -> "Bert4RecTokenizer":
-        """A tokenizer whose vocabulary is every item of `sequences`, in sorted order; `titles` maps item id -> title."""
+        """A tokenizer whose vocabulary is every item of `sequences`, sorted; `titles` maps item id -> title."""
         items = {item for sequence in sequences for item in sequence}
         item_id_type = "int" if all(isinstance(item, int) for item in items) else "str"
         ordered = sorted(items) if item_id_type == "int" else sorted(str(item) for item in items)

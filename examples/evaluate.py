@@ -9,7 +9,6 @@ pop100 draws by popularity in the training split: pass the `--validation_users` 
 with (its model card lists them) to draw the same negatives as `examples/train.py` did.
 """
 
-import argparse
 import json
 import os
 import sys

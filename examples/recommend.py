@@ -8,7 +8,6 @@ titles up in a JSON file. Here the tokenizer does the first two, the model score
 out items already seen, and titles travel with the tokenizer. Each history gets its own recommendations.
 """
 
-import argparse
 import sys
 
 from transformers import pipeline
