@@ -1,6 +1,7 @@
 """Shared helpers of the benchmark scripts: where the data sets are, and how a training run is started."""
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -16,6 +17,11 @@ def find_data_file(*candidates: Path) -> Path:
         if candidate.is_file():
             return candidate
     raise SystemExit(f"data file not found; looked at: {', '.join(str(c) for c in candidates)}")
+
+
+def runs_dir(output_root: Path, dataset: str) -> Path:
+    """Where a side-by-side comparison on `dataset` (a built-in name or a file path) keeps its runs, one folder each."""
+    return output_root / re.sub(r"[^A-Za-z0-9.-]+", "-", dataset).strip("-")
 
 
 def launch_training(dataset: str, data_dir: Path, output: Path, flags: list[str], threads: int) -> subprocess.Popen:

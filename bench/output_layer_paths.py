@@ -55,7 +55,7 @@ def loss_seconds(num_items: int, by_item_chunks: bool, repeats: int) -> float:
 def chunk_products_seconds(num_items: int, repeats: int) -> float:
     """The item-chunk path's matrix products alone, chunk by chunk, at its default chunk size."""
     hidden, weight, bias, _ = (tensor.detach() for tensor in inputs(num_items))
-    chunk = (1 << 20) // ROWS
+    chunk = ChunkedLinearCrossEntropy.ITEM_CHUNK_LOGITS // ROWS
     grad_hidden, grad_weight = torch.zeros_like(hidden), torch.empty_like(weight)
 
     def step():

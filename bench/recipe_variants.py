@@ -14,12 +14,11 @@ A short budget favours whatever learns fastest, so read the curves, not only the
 import argparse
 import json
 import os
-import re
 import shlex
 import subprocess
 from pathlib import Path
 
-from common import REPO, SHARED_DATA, launch_training
+from common import REPO, SHARED_DATA, launch_training, runs_dir
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -31,7 +30,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 
 
 def variant_dir(args, name: str) -> Path:
-    return args.output_root / re.sub(r"[^A-Za-z0-9.-]+", "-", args.dataset).strip("-") / name
+    return runs_dir(args.output_root, args.dataset) / name
 
 
 def launch(args, name: str, flags: list[str], threads: int) -> subprocess.Popen:

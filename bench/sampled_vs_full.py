@@ -17,11 +17,10 @@ NDCG@10 over the full softmax's).
 import argparse
 import json
 import os
-import re
 import shlex
 from pathlib import Path
 
-from common import REPO, SHARED_DATA, launch_training
+from common import REPO, SHARED_DATA, launch_training, runs_dir
 
 
 def parse_run(text: str) -> tuple[str, list[str]]:
@@ -54,7 +53,7 @@ def main():
     args = parser.parse_args()
     runs = [("full", ["--loss_type", "full"])] + (args.sampled or [
         ("in-batch", ["--loss_type", "sampled_softmax", "--negative_sampling", "in_batch"])])
-    root = args.output_root / re.sub(r"[^A-Za-z0-9.-]+", "-", args.dataset).strip("-")
+    root = runs_dir(args.output_root, args.dataset)
 
     if not args.report_only:
         threads = max(1, (os.cpu_count() or 1) // len(runs))

@@ -320,6 +320,8 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
     MIN_BLOCK_ROWS = 64
     ITEM_CHUNKS_PAST = 1 << 25  # floats in the item table: 262,144 items of 128
+    ROW_BLOCK_LOGITS = 1 << 22  # default `block_elements` by blocks of rows
+    ITEM_CHUNK_LOGITS = 1 << 20  # and by chunks of items: 4 MB of float32 logits, cache-sized
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements: int | None = None,
@@ -332,7 +334,8 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             total, grad_hidden, grad_weight, grad_bias = method(
                 hidden.float(), weight, bias, targets, excluded_ids, needs_grad,
-                block_elements or (1 << 20 if by_item_chunks else 1 << 22))
+                block_elements or (ChunkedLinearCrossEntropy.ITEM_CHUNK_LOGITS if by_item_chunks
+                                   else ChunkedLinearCrossEntropy.ROW_BLOCK_LOGITS))
         num_rows = hidden.shape[0]
         if needs_grad:
             # In place: at millions of items each copy of the table's gradient is gigabytes.
