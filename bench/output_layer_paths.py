@@ -56,13 +56,16 @@ def chunk_products_seconds(num_items: int, repeats: int) -> float:
     """The item-chunk path's matrix products alone, chunk by chunk, at its default chunk size."""
     hidden, weight, bias, _ = (tensor.detach() for tensor in inputs(num_items))
     chunk = ChunkedLinearCrossEntropy.ITEM_CHUNK_LOGITS // ROWS
+    # As the loss multiplies them: rows `[hidden, 1, -shift]` against items `[embedding, bias, 1]`.
+    rows = torch.cat([hidden, torch.ones(ROWS, 1), torch.zeros(ROWS, 1)], dim=1)
+    items = torch.cat([weight, bias[:, None], torch.ones(num_items, 1)], dim=1)
     grad_hidden, grad_weight = torch.zeros_like(hidden), torch.empty_like(weight)
 
     def step():
         for start in range(0, num_items, chunk):
-            torch.addmm(bias[start : start + chunk], hidden, weight[start : start + chunk].t())  # pass 1
+            rows @ items[start : start + chunk].t()  # pass 1
         for start in range(0, num_items, chunk):
-            logits = torch.addmm(bias[start : start + chunk], hidden, weight[start : start + chunk].t())  # pass 2
+            logits = rows @ items[start : start + chunk].t()  # pass 2
             grad_hidden.addmm_(logits, weight[start : start + chunk])
             torch.mm(logits.t(), hidden, out=grad_weight[start : start + chunk])
 

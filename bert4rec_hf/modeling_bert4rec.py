@@ -5,6 +5,7 @@ CIKM 2019. This file imports only torch, transformers and its configuration, so 
 for `trust_remote_code=True`.
 """
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -319,7 +320,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     """
 
     MIN_BLOCK_ROWS = 64
-    ITEM_CHUNKS_PAST = 1 << 25  # floats in the item table: 262,144 items of 128
+    ITEM_CHUNKS_PAST = 1 << 24  # floats in the item table: 131,072 items of 128
     ROW_BLOCK_LOGITS = 1 << 22  # default `block_elements` by blocks of rows
     ITEM_CHUNK_LOGITS = 1 << 20  # and by chunks of items: 4 MB of float32 logits, cache-sized
 
@@ -338,8 +339,9 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
                                    else ChunkedLinearCrossEntropy.ROW_BLOCK_LOGITS))
         num_rows = hidden.shape[0]
         if needs_grad:
-            # In place: at millions of items each copy of the table's gradient is gigabytes.
-            ctx.save_for_backward(grad_hidden.div_(num_rows), grad_weight.div_(num_rows), grad_bias.div_(num_rows))
+            # In place: at millions of items each copy of the table's gradient is gigabytes. Kept on `ctx` rather than
+            # saved for backward, so that `backward` can hand them over as the only reference (see there).
+            ctx.gradients = [grad_hidden.div_(num_rows), grad_weight.div_(num_rows), grad_bias.div_(num_rows)]
             ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype)
         return total / num_rows
 
@@ -371,25 +373,49 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def _item_chunks(hidden32, weight, bias, targets, excluded_ids, needs_grad, block_elements):
-        num_rows, vocab = hidden32.shape[0], weight.shape[0]
+        num_rows, (vocab, width) = hidden32.shape[0], weight.shape
         chunk = max(1, block_elements // max(1, num_rows))
-        chunks = [(start, min(start + chunk, vocab)) for start in range(0, vocab, chunk)]
+        starts = list(range(0, vocab, chunk))
+        # Which rows' targets, and which excluded ids, fall in each chunk: sorted once rather than searched per chunk.
+        order = torch.argsort(targets)
+        bounds = torch.searchsorted(targets[order], torch.tensor(starts + [vocab], device=targets.device)).tolist()
+        excluded = sorted(set(excluded_ids.tolist()))
+        # A chunk's items as the rows `[embedding, bias, 1]`, so that one product with the rows `[hidden, 1, -shift]`
+        # gives the chunk's logits less each row's shift, bias included: no separate pass to add the one or take off
+        # the other.
+        items = hidden32.new_empty(min(chunk, vocab), width + 2)
+        items[:, width + 1] = 1.0
 
-        def chunk_logits(start, end):
-            logits = torch.addmm(bias[start:end].float(), hidden32, weight[start:end].float().t())  # (N, chunk)
-            inside = excluded_ids[(excluded_ids >= start) & (excluded_ids < end)]
-            return logits.index_fill_(1, inside - start, float("-inf"))
+        def shifted_logits(rows, shift):
+            """Each chunk of items: its start and end, its embeddings (float32) and `rows @ items.T + bias - shift`."""
+            augmented = torch.cat([rows, rows.new_ones(len(rows), 1), -shift[:, None]], dim=1)
+            for start in starts:
+                end = min(start + chunk, vocab)
+                here = items[: end - start]
+                here[:, :width].copy_(weight[start:end])
+                here[:, width].copy_(bias[start:end])
+                logits = augmented @ here.t()
+                inside = [i - start for i in excluded if start <= i < end]
+                if inside:
+                    logits.index_fill_(1, torch.tensor(inside, device=logits.device), float("-inf"))
+                yield start, end, here[:, :width], logits
 
-        # Pass 1: each row's log-sum-exp over the catalogue.
-        row_max = hidden32.new_full((num_rows,), float("-inf"))
-        sums = hidden32.new_zeros(num_rows)
-        for start, end in chunks:
-            logits = chunk_logits(start, end)
-            new_max = torch.maximum(row_max, logits.amax(dim=1))
-            sums = sums * (row_max - new_max).exp() + logits.sub_(new_max[:, None]).exp_().sum(dim=1)
-            row_max = new_max
-        log_sum_exp = sums.log() + row_max
+        def sum_exp(rows, shift):
+            return sum(logits.exp_().sum(dim=1) for _, _, _, logits in shifted_logits(rows, shift))
+
+        # Pass 1: each row's log-sum-exp over the catalogue. Shifted by the row's target logit, the sum of exponentials
+        # is at least 1 (the target's own term) and overflows only where some logit exceeds the target's by more than
+        # float32's exponent holds (a probability of the target below 1e-38); those rows take their maximum instead.
         target_logits = (hidden32 * weight[targets].float()).sum(1) + bias[targets].float()
+        shift = target_logits.clone()
+        sums = sum_exp(hidden32, shift)
+        overflowed = ~torch.isfinite(sums)
+        if overflowed.any():
+            rows = hidden32[overflowed]
+            maxima = functools.reduce(torch.maximum, (logits.amax(dim=1) for *_, logits in
+                                                      shifted_logits(rows, rows.new_zeros(len(rows)))))
+            shift[overflowed], sums[overflowed] = maxima, sum_exp(rows, maxima)
+        log_sum_exp = sums.log() + shift
         total = (log_sum_exp - target_logits).sum()
         if not needs_grad:
             return total, None, None, None
@@ -397,29 +423,45 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.zeros_like(hidden32)
         grad_weight = torch.empty_like(weight, dtype=torch.float32)
         grad_bias = torch.empty_like(bias, dtype=torch.float32)
-        rows = torch.arange(num_rows, device=hidden32.device)
-        for start, end in chunks:
-            probabilities = chunk_logits(start, end).sub_(log_sum_exp[:, None]).exp_()
-            here = (targets >= start) & (targets < end)
-            probabilities[rows[here], targets[here] - start] -= 1.0
-            grad_hidden.addmm_(probabilities, weight[start:end].float())
+        for index, (start, end, embeddings, logits) in enumerate(shifted_logits(hidden32, log_sum_exp)):
+            probabilities = logits.exp_()
+            rows = order[bounds[index] : bounds[index + 1]]
+            probabilities[rows, targets[rows] - start] -= 1.0
+            grad_hidden.addmm_(probabilities, embeddings)
             torch.mm(probabilities.t(), hidden32, out=grad_weight[start:end])
             torch.sum(probabilities, dim=0, out=grad_bias[start:end])
         return total, grad_hidden, grad_weight, grad_bias
 
     @staticmethod
     def backward(ctx, grad_loss):
-        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
-        hidden_dtype, weight_dtype, bias_dtype = ctx.dtypes
-        return (
-            (grad_hidden * grad_loss).to(hidden_dtype),
-            (grad_weight * grad_loss).to(weight_dtype),
-            (grad_bias * grad_loss).to(bias_dtype),
-            None,
-            None,
-            None,
-            None,
-        )
+        if ctx.gradients is None:
+            raise RuntimeError("ChunkedLinearCrossEntropy computed its gradients once, in the forward pass, and has "
+                               "handed them over: run the forward pass again to differentiate again")
+        gradients = ctx.gradients
+        if bool(grad_loss == 1.0):
+            # Handed over without a copy, and without a reference left here: autograd then adds the item table's other
+            # gradient (the input lookup's) into this one in place instead of into a new table-sized tensor.
+            ctx.gradients = None
+        else:
+            gradients = [gradient * grad_loss for gradient in gradients]
+        return (*(gradient.to(dtype) for gradient, dtype in zip(gradients, ctx.dtypes)), None, None, None, None)
+
+
+class GradientAfterLookup(torch.autograd.Function):
+    """
+    The identity, for the item table on its way to the full softmax. Autograd runs a backward graph's nodes newest
+    first; this one, created before the input lookup, passes the softmax's dense gradient of the table on after the
+    lookup's sparse one has arrived, and autograd then adds the sparse one into it in place. The other way round it
+    sums them into a new table-sized tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, table):
+        return table.view_as(table)
+
+    @staticmethod
+    def backward(ctx, gradient):
+        return gradient
 
 
 def sampled_item_loss(hidden, item_embeddings, bias, targets, negatives, log_expected_counts,
@@ -661,14 +703,26 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
-        outputs = self.bert4rec(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        # The full softmax gives the item table a dense gradient. The input lookup's own can then be sparse, and be
+        # added into it in place, rather than be a second table of zeros with a few rows written, then summed into a
+        # third: at a million items that is most of the backward pass (docs/scaling.md).
+        embeddings = self.bert4rec.embeddings
+        item_embeddings = embeddings.item_embeddings.weight
+        sparse_lookup = embeddings.sparse_item_gradients
+        if labels is not None and self.config.loss_type == "full" and torch.is_grad_enabled():
+            item_embeddings = GradientAfterLookup.apply(item_embeddings)
+            embeddings.sparse_item_gradients = True
+        try:
+            outputs = self.bert4rec(
+                input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+        finally:
+            embeddings.sparse_item_gradients = sparse_lookup
         sequence_output = outputs.last_hidden_state  # (B, T, H)
 
         loss = None
@@ -685,7 +739,6 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
                 loss = F.cross_entropy(logits.float(), targets) if len(targets) else logits.sum() * 0.0
             else:
                 logits = None
-                item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
                 if self.config.loss_type == "full":
                     loss = self.head.loss(masked_output, item_embeddings, targets)
                 else:

@@ -9,13 +9,14 @@ from bert4rec_hf.training import LazyAdamW
 from bert4rec_hf.training.optimizer import clip_grad_norm
 
 
-def embedding_steps(optimizer_class, sparse, rows_each_step, steps=5):
+def embedding_steps(optimizer_class, sparse, rows_each_step, steps=5, **options):
     torch.manual_seed(0)
     table = torch.nn.Parameter(torch.randn(6, 3))
-    optimizer = optimizer_class([table], lr=0.1, weight_decay=0.1)
+    optimizer = optimizer_class([table], lr=0.1, weight_decay=0.1, **options)
     for step in range(steps):
         rows = torch.tensor(rows_each_step)
-        loss = (F.embedding(rows, table, sparse=sparse) * torch.arange(1.0, 4.0) * (step + 1)).pow(2).sum()
+        step_is_sparse = sparse if isinstance(sparse, bool) else sparse[step]
+        loss = (F.embedding(rows, table, sparse=step_is_sparse) * torch.arange(1.0, 4.0) * (step + 1)).pow(2).sum()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -27,6 +28,29 @@ def test_with_every_row_touched_it_is_adamw():
     lazy = embedding_steps(LazyAdamW, sparse=True, rows_each_step=every_row)
     dense = embedding_steps(torch.optim.AdamW, sparse=False, rows_each_step=every_row)
     torch.testing.assert_close(lazy, dense)
+
+
+def test_sparse_and_dense_steps_mix_in_the_fused_kernel_as_in_the_default_one():
+    # Training uses AdamW's fused kernel for dense gradients (configure_optimizer): its state must be the sparse
+    # steps' state, the step count included.
+    mixed = [True, False, True, False, False]
+    every_row = [0, 1, 2, 3, 4, 5]
+    fused = embedding_steps(LazyAdamW, sparse=mixed, rows_each_step=every_row, fused=True)
+    default = embedding_steps(LazyAdamW, sparse=mixed, rows_each_step=every_row)
+    dense = embedding_steps(torch.optim.AdamW, sparse=False, rows_each_step=every_row)
+    torch.testing.assert_close(fused, default)
+    torch.testing.assert_close(fused, dense)
+
+
+def test_training_uses_the_fused_kernel():
+    from types import SimpleNamespace
+
+    from bert4rec_hf.training.run import configure_optimizer
+
+    model = Bert4RecForMaskedLM(Bert4RecConfig(num_items=50, hidden_size=16, intermediate_size=32,
+                                               max_position_embeddings=10))
+    optimizer = configure_optimizer(model, SimpleNamespace(weight_decay=0.01, learning_rate=1e-3))
+    assert all(group["fused"] for group in optimizer.param_groups)
 
 
 def test_rows_without_a_gradient_are_left_alone():

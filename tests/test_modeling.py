@@ -200,6 +200,8 @@ def test_blockwise_training_loss_has_the_loss_and_gradients_of_full_logits(beaut
     torch.testing.assert_close(blockwise.loss, full.loss, rtol=1e-5, atol=1e-5)
     for name in full_grads:
         torch.testing.assert_close(blockwise_grads[name], full_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    # The input lookup's gradient is sparse under the full softmax; the item table's, summed with the loss's, is dense.
+    assert not model.bert4rec.embeddings.item_embeddings.weight.grad.is_sparse
 
 
 @pytest.mark.parametrize("by_item_chunks", [False, True], ids=["row-blocks", "item-chunks"])
@@ -225,3 +227,43 @@ def test_the_blockwise_loss_is_exact_over_many_pieces(beauty_tokenizer, by_item_
     torch.testing.assert_close(loss, reference)
     for name, ours, theirs in zip(("hidden", "weight", "bias"), blockwise, full):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_item_chunks_loss_is_exact_where_a_logit_dwarfs_the_target():
+    from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
+
+    # Pass 1 sums exp(logit - target logit): row 0's item 7 scores 200 above its target, past what float32's exp
+    # holds, so that row must take the maximum instead; row 1 is an ordinary row.
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 8).requires_grad_()
+    weight = 0.1 * torch.randn(50, 8)
+    weight[7] = 200.0 * hidden[0].detach() / hidden[0].detach().pow(2).sum()
+    weight.requires_grad_()
+    bias = torch.zeros(50, requires_grad=True)
+    targets, special = torch.tensor([3, 9]), torch.tensor([0, 1])
+    loss = ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, 2 * 16, True)  # chunks of 16
+    ours = torch.autograd.grad(loss, (hidden, weight, bias))
+    reference = F.cross_entropy((hidden @ weight.T + bias).index_fill(1, special, float("-inf")), targets)
+    theirs = torch.autograd.grad(reference, (hidden, weight, bias))
+    assert reference > 90 and torch.isfinite(loss)
+    torch.testing.assert_close(loss, reference)
+    for name, a, b in zip(("hidden", "weight", "bias"), ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_blockwise_loss_scales_its_gradients_and_refuses_a_second_backward():
+    from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
+
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(6, 4, requires_grad=True), torch.randn(20, 4, requires_grad=True)
+    bias, targets, special = torch.zeros(20, requires_grad=True), torch.randint(2, 20, (6,)), torch.tensor([0, 1])
+    reference = F.cross_entropy((hidden @ weight.T + bias).index_fill(1, special, float("-inf")), targets)
+    expected = torch.autograd.grad(reference, weight)[0]
+    for by_item_chunks in (False, True):
+        scaled = 3.0 * ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, 6 * 8, by_item_chunks)
+        torch.testing.assert_close(torch.autograd.grad(scaled, weight, retain_graph=True)[0], 3.0 * expected)
+        # A loss scaled by 1 hands its gradients over without a copy: it has none left for a second backward.
+        loss = ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, 6 * 8, by_item_chunks)
+        torch.testing.assert_close(torch.autograd.grad(loss, weight, retain_graph=True)[0], expected)
+        with pytest.raises(RuntimeError, match="run the forward pass again"):
+            torch.autograd.grad(loss, weight)

@@ -41,7 +41,8 @@ class LazyAdamW(torch.optim.AdamW):
     def _update_rows(self, group, parameter, gradient):
         state = self.state[parameter]
         if not state:  # the same state as AdamW's, so that a dense step can follow a sparse one
-            state["step"] = torch.tensor(0.0)
+            # (the fused kernel keeps its step count beside the parameter, the others on the CPU)
+            state["step"] = torch.zeros((), device=parameter.device if group["fused"] else "cpu")
             state["exp_avg"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
         state["step"] += 1
@@ -61,8 +62,9 @@ class LazyAdamW(torch.optim.AdamW):
 def clip_grad_norm(parameters, max_norm: float) -> torch.Tensor:
     """`torch.nn.utils.clip_grad_norm_` over dense and sparse gradients alike (torch's takes dense ones only)."""
     gradients = [p.grad for p in list(parameters) if p.grad is not None]
-    squares = [(g.coalesce().values() if g.is_sparse else g).float().pow(2).sum() for g in gradients]
-    total = torch.stack(squares).sum().sqrt() if squares else torch.tensor(0.0)
+    norms = [torch.linalg.vector_norm(g.coalesce().values() if g.is_sparse else g, dtype=torch.float32)
+             for g in gradients]  # no squared copy of each gradient: at a million items that is half a gigabyte
+    total = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.tensor(0.0)
     scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
     for gradient in gradients:
         gradient.mul_(scale.to(gradient.device))
