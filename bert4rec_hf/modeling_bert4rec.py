@@ -311,12 +311,15 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
     - Blocks of rows (an item table of up to `ITEM_CHUNKS_PAST` floats): each block of at least `MIN_BLOCK_ROWS` rows
       against every item, so three matrix products, but the whole table and its gradient are read again per block.
-    - Chunks of items (larger tables): a first pass over the catalogue's chunks gathers each row's log-sum-exp (a
-      running maximum and sum, as in online softmax); a second recomputes each chunk's logits, turns them into their
+    - Chunks of items (larger tables): a first pass over the catalogue's chunks sums each row's exponentials, shifted
+      by the row's target logit, into its log-sum-exp; a second recomputes each chunk's logits, turns them into their
       gradient, accumulates the gradient of `hidden` and writes those of the chunk's rows of `weight` and `bias`. Each
       chunk (all N rows against `block_elements // N` items) stays in the processor's cache, and the table and its
       gradient are read or written once a pass, at the price of the logits' product computed twice. Where each way
       is faster: `bench/output_layer_paths.py`, docs/scaling.md.
+
+    Unless the loss was scaled, the gradients are handed to autograd as they are, without a copy: a second backward
+    through the same graph then needs a second forward pass.
     """
 
     MIN_BLOCK_ROWS = 64
