@@ -39,6 +39,7 @@ LOSSES = {
 }
 SHAPE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512}
 MAX_LENGTH, BATCH_SIZE, MASK_PROBABILITY = 50, 256, 0.2
+PHASES = ("forward", "backward", "clipping", "optimizer")  # of a step, each timed as well (medians)
 
 
 def zipf_frequencies(num_items: int) -> torch.Tensor:
@@ -73,17 +74,25 @@ def measure_one(num_items: int, loss: str, steps: int, warmup: int) -> dict:
     model.use_sparse_item_gradients()  # a no-op for the full softmax, whose gradient reads every row
     optimizer = configure_optimizer(model, SimpleNamespace(weight_decay=0.01, learning_rate=1e-3))
     model.train()
-    seconds = []
+    seconds, phases = [], {phase: [] for phase in PHASES}
     for index, batch in enumerate(batches):
-        start = time.perf_counter()
-        model(**batch).loss.backward()
+        clock = [time.perf_counter()]
+        loss_value = model(**batch).loss  # the full softmax computes its gradients here, in the forward pass
+        clock.append(time.perf_counter())
+        loss_value.backward()
+        clock.append(time.perf_counter())
         clip_grad_norm(model.parameters(), 5.0)
+        clock.append(time.perf_counter())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        clock.append(time.perf_counter())
         if index >= warmup:
-            seconds.append(time.perf_counter() - start)
+            seconds.append(clock[-1] - clock[0])
+            for phase, begin, end in zip(PHASES, clock, clock[1:]):
+                phases[phase].append(end - begin)
     masked = statistics.mean(int((b["labels"] != -100).sum()) for b in batches)
     return {"items": num_items, "loss": loss, "step_ms": statistics.median(seconds) * 1000,
+            **{f"{phase}_ms": statistics.median(times) * 1000 for phase, times in phases.items()},
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "masked_per_step": masked,
             "threads": torch.get_num_threads()}
 
@@ -109,7 +118,8 @@ def main():
             results[num_items, loss] = result
             print(f"items={num_items} loss={loss} step_ms={result['step_ms']:.0f} "
                   f"peak_rss_mb={result['peak_rss_mb']:.0f} masked_per_step={result['masked_per_step']:.0f} "
-                  f"threads={result['threads']}", flush=True)
+                  f"threads={result['threads']} " + " ".join(f"{p}_ms={result[p + '_ms']:.0f}" for p in PHASES),
+                  flush=True)
     if not {10_000, 1_000_000, 3_000_000} <= set(args.sizes):
         return
 
