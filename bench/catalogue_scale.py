@@ -10,6 +10,7 @@ gradient sparse. A line per run (median step time, peak RSS), then, last:
 `sampled_step_ratio_1m_to_10k=<x> peak_rss_mb_3m=<y> full_step_ratio_1m_to_10k=<z>`, where x is the fastest sampled
 loss's median step at a million items over its own at 10,000, y the largest peak RSS of any loss at three million,
 z the same ratio as x for the full softmax (whose output layer does 100 times the arithmetic at a million items).
+Before it, `full_bf16_step_ratio_1m_to_10k`: the same for the full softmax under bfloat16 autocast (`full-bf16`).
 """
 
 import argparse
@@ -36,7 +37,11 @@ LOSSES = {
     "sampled-popularity-256": {"loss_type": "sampled_softmax", "negative_sampling": "popularity", "num_negatives": 256},
     "sampled-in-batch": {"loss_type": "sampled_softmax", "negative_sampling": "in_batch"},
     "gbce-uniform-256": {"loss_type": "gbce", "negative_sampling": "uniform", "num_negatives": 256},
+    # The full softmax again, under bfloat16 autocast (what accelerate's `--mixed_precision bf16` runs on a CPU): its
+    # item chunks' products in bfloat16, on AMX where the CPU has it.
+    "full-bf16": {"loss_type": "full"},
 }
+AUTOCAST_BF16 = ("full-bf16",)
 SHAPE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512}
 MAX_LENGTH, BATCH_SIZE, MASK_PROBABILITY = 50, 256, 0.2
 PHASES = ("forward", "backward", "clipping", "optimizer")  # of a step, each timed as well (medians)
@@ -77,7 +82,8 @@ def measure_one(num_items: int, loss: str, steps: int, warmup: int) -> dict:
     seconds, phases = [], {phase: [] for phase in PHASES}
     for index, batch in enumerate(batches):
         clock = [time.perf_counter()]
-        loss_value = model(**batch).loss  # the full softmax computes its gradients here, in the forward pass
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=loss in AUTOCAST_BF16):
+            loss_value = model(**batch).loss  # the full softmax computes its gradients here, in the forward pass
         clock.append(time.perf_counter())
         loss_value.backward()
         clock.append(time.perf_counter())
@@ -126,11 +132,14 @@ def main():
     def ratio(loss):
         return results[1_000_000, loss]["step_ms"] / results[10_000, loss]["step_ms"]
 
-    sampled = [loss for loss in args.losses if loss != "full"]
+    sampled = [loss for loss in args.losses if LOSSES[loss]["loss_type"] != "full"]
     fastest = min(sampled, key=lambda loss: results[1_000_000, loss]["step_ms"]) if sampled else None
     peak_3m = max(results[3_000_000, loss]["peak_rss_mb"] for loss in args.losses)
     full = f"{ratio('full'):.1f}" if "full" in args.losses else "n/a"
     print(f"fastest sampled loss at 1M items: {fastest or 'none measured'}")
+    if "full-bf16" in args.losses:
+        print(f"full_bf16_step_ratio_1m_to_10k={ratio('full-bf16'):.1f} full_bf16_step_ms_1m="
+              f"{results[1_000_000, 'full-bf16']['step_ms']:.0f}")
     print(f"sampled_step_ratio_1m_to_10k={f'{ratio(fastest):.2f}' if fastest else 'n/a'} peak_rss_mb_3m={peak_3m:.0f} "
           f"full_step_ratio_1m_to_10k={full}")
 

@@ -3,13 +3,26 @@
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("BERT4REC_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def median_ms(function, repeats: int) -> float:
+    """Median milliseconds of `repeats` calls of `function`, after one untimed call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
 
 
 def find_data_file(*candidates: Path) -> Path:

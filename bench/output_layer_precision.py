@@ -15,23 +15,13 @@ precisions and the float32 accumulation of each block's item gradient costing wh
 """
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from common import median_ms
+
 VOCAB = 54_544  # Beauty's 54,542 items and the 2 special tokens
 ROWS = 512  # about a batch's masked positions: 256 sequences at mask probability 0.2, plus the mask-last share
-
-
-def median_ms(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def run(hidden_size: int, repeats: int) -> float:

@@ -229,26 +229,56 @@ def test_the_blockwise_loss_is_exact_over_many_pieces(beauty_tokenizer, by_item_
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_the_item_chunks_loss_is_exact_where_a_logit_dwarfs_the_target():
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bfloat16-autocast"])
+def test_the_item_chunks_loss_is_exact_where_a_logit_dwarfs_the_target(autocast):
     from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
 
     # Pass 1 sums exp(logit - target logit): row 0's item 7 scores 200 above its target, past what float32's exp
-    # holds, so that row must take the maximum instead; row 1 is an ordinary row.
+    # holds, so that row must take the maximum instead; row 1 is an ordinary row (small, so that item 7's rounding to
+    # bfloat16 does not move its logits).
     torch.manual_seed(0)
-    hidden = torch.randn(2, 8).requires_grad_()
+    hidden = torch.randn(2, 8)
+    hidden[1] *= 0.01
+    hidden.requires_grad_()
     weight = 0.1 * torch.randn(50, 8)
     weight[7] = 200.0 * hidden[0].detach() / hidden[0].detach().pow(2).sum()
     weight.requires_grad_()
     bias = torch.zeros(50, requires_grad=True)
     targets, special = torch.tensor([3, 9]), torch.tensor([0, 1])
-    loss = ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, 2 * 16, True)  # chunks of 16
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, 2 * 16, True)  # chunks of 16
     ours = torch.autograd.grad(loss, (hidden, weight, bias))
     reference = F.cross_entropy((hidden @ weight.T + bias).index_fill(1, special, float("-inf")), targets)
     theirs = torch.autograd.grad(reference, (hidden, weight, bias))
     assert reference > 90 and torch.isfinite(loss)
-    torch.testing.assert_close(loss, reference)
+    # bfloat16's 8 bits: products of inputs rounded to 1/512 of their size.
+    tolerance = {"rtol": 1e-2, "atol": 1e-3} if autocast else {"rtol": 1e-4, "atol": 1e-6}
+    torch.testing.assert_close(loss, reference, **tolerance)
     for name, a, b in zip(("hidden", "weight", "bias"), ours, theirs):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(a, b, **tolerance, msg=name)
+
+
+@pytest.mark.parametrize("bias_offset", [0.0, 40.0])
+def test_the_item_chunks_products_run_in_bfloat16_under_autocast_within_its_precision(bias_offset):
+    from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
+
+    # Logits near 40 (the offset): bfloat16 holds 40.1 as 40.0, so the bias and the shift must travel as two columns
+    # each; with one, the gradients were 3-4% off here.
+    torch.manual_seed(0)
+    hidden = torch.randn(256, 64, requires_grad=True)
+    weight = (0.3 * torch.randn(3000, 64)).requires_grad_()
+    bias = (bias_offset + torch.randn(3000)).requires_grad_()
+    targets, special = torch.randint(2, 3000, (256,)), torch.tensor([0, 1])
+    reference = F.cross_entropy((hidden @ weight.T + bias).index_fill(1, special, float("-inf")), targets)
+    exact = torch.autograd.grad(reference, (hidden, weight, bias))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, 256 * 128, True)
+    ours = torch.autograd.grad(loss, (hidden, weight, bias))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, reference, rtol=1e-4, atol=0)
+    for name, a, b in zip(("hidden", "weight", "bias"), ours, exact):
+        error = ((a - b).norm() / b.norm()).item()
+        assert 1e-5 < error < 1e-2, f"{name}: relative error {error} (above 1e-5: the products ran in bfloat16)"
 
 
 def test_the_blockwise_loss_scales_its_gradients_and_refuses_a_second_backward():
