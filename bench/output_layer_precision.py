@@ -4,7 +4,8 @@
 
 A training step of Beauty's recipe is mostly `ChunkedLinearCrossEntropy` (bert4rec_hf/modeling_bert4rec.py): per
 block of masked positions, the logits `rows @ items.T`, then the gradients `probabilities @ items` and
-`probabilities.T @ rows`, over the 54,544-token vocabulary. It runs them in float32 even under bf16 autocast. This
+`probabilities.T @ rows`, over the 54,544-token vocabulary. Its blocks of rows run them in float32 even under bf16
+autocast (only the item chunks of catalogues past 131,072 items run them in bfloat16 there). This
 times each product in both precisions (CPUs with AMX or AVX512-BF16 run bfloat16 much faster), plus the float32 ->
 bfloat16 copy of the probabilities a bfloat16 path would add, and prints the medians and
 `output_layer_bf16_speedup_h128=<x> output_layer_bf16_speedup_h256=<y>` (float32 / bfloat16, the three products and
