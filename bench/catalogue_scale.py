@@ -1,8 +1,10 @@
 """Training step time and peak memory as the catalogue grows: the full softmax against each sampled loss.
 
-    python bench/catalogue_scale.py [--sizes 10000 100000 1000000 3000000] [--steps 5] [--warmup 2]
+    python bench/catalogue_scale.py [--sizes 10000 100000 1000000 3000000] [--steps 5] [--warmup 2] [--repeats 1]
 
-One process per (catalogue size, loss), so that each peak RSS is its own. Each builds Bert4RecForMaskedLM at the
+One process per (catalogue size, loss), so that each peak RSS is its own; with `--repeats R` the whole list of
+processes runs R times over, in turn, and each step time is the median of its R processes' medians (a ratio of two
+sizes then sees the machine's slow and fast minutes alike). Each builds Bert4RecForMaskedLM at the
 recipe shapes (hidden 128, 2 layers, sequences of 50, batches of 256, 20% of the items masked) over synthetic
 histories whose items follow Zipf's law (item r drawn in proportion to 1/r), and trains it exactly as
 `bert4rec_hf.training.TrainingRun` does: LazyAdamW, gradient clipping, and for a sampled loss the item table's
@@ -11,6 +13,7 @@ gradient sparse. A line per run (median step time, peak RSS), then, last:
 loss's median step at a million items over its own at 10,000, y the largest peak RSS of any loss at three million,
 z the same ratio as x for the full softmax (whose output layer does 100 times the arithmetic at a million items).
 Before it, `full_bf16_step_ratio_1m_to_10k`: the same for the full softmax under bfloat16 autocast (`full-bf16`).
+The ratios that the sizes measured allow are printed whatever the sizes (`--sizes 10000 1000000` gives z).
 """
 
 import argparse
@@ -109,37 +112,46 @@ def main():
     parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES))
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="times to run the whole list of processes, in turn")
     parser.add_argument("--one", nargs=2, metavar=("ITEMS", "LOSS"), help=argparse.SUPPRESS)  # a child process
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure_one(int(args.one[0]), args.one[1], args.steps, args.warmup)))
         return
-    results = {}
-    for num_items in args.sizes:
-        for loss in args.losses:
-            child = subprocess.run([sys.executable, __file__, "--one", str(num_items), loss, "--steps",
-                                    str(args.steps), "--warmup", str(args.warmup)],
-                                   check=True, capture_output=True, text=True)
-            result = json.loads(child.stdout.strip().splitlines()[-1])
-            results[num_items, loss] = result
-            print(f"items={num_items} loss={loss} step_ms={result['step_ms']:.0f} "
-                  f"peak_rss_mb={result['peak_rss_mb']:.0f} masked_per_step={result['masked_per_step']:.0f} "
-                  f"threads={result['threads']} " + " ".join(f"{p}_ms={result[p + '_ms']:.0f}" for p in PHASES),
-                  flush=True)
-    if not {10_000, 1_000_000, 3_000_000} <= set(args.sizes):
-        return
+    runs = {}
+    for round_ in range(args.repeats):
+        for num_items in args.sizes:
+            for loss in args.losses:
+                child = subprocess.run([sys.executable, __file__, "--one", str(num_items), loss, "--steps",
+                                        str(args.steps), "--warmup", str(args.warmup)],
+                                       check=True, capture_output=True, text=True)
+                result = json.loads(child.stdout.strip().splitlines()[-1])
+                runs.setdefault((num_items, loss), []).append(result)
+                print(f"items={num_items} loss={loss} step_ms={result['step_ms']:.0f} "
+                      f"peak_rss_mb={result['peak_rss_mb']:.0f} masked_per_step={result['masked_per_step']:.0f} "
+                      f"threads={result['threads']} " + " ".join(f"{p}_ms={result[p + '_ms']:.0f}" for p in PHASES)
+                      + (f" round={round_ + 1}" if args.repeats > 1 else ""), flush=True)
+    step_ms = {key: statistics.median(result["step_ms"] for result in results) for key, results in runs.items()}
 
     def ratio(loss):
-        return results[1_000_000, loss]["step_ms"] / results[10_000, loss]["step_ms"]
+        return step_ms[1_000_000, loss] / step_ms[10_000, loss]
 
     sampled = [loss for loss in args.losses if LOSSES[loss]["loss_type"] != "full"]
-    fastest = min(sampled, key=lambda loss: results[1_000_000, loss]["step_ms"]) if sampled else None
-    peak_3m = max(results[3_000_000, loss]["peak_rss_mb"] for loss in args.losses)
+    if args.repeats > 1:
+        print("medians over the rounds: " + " ".join(f"{loss}@{num_items}={ms:.0f}ms"
+                                                     for (num_items, loss), ms in step_ms.items()))
+    if {10_000, 1_000_000} <= set(args.sizes):
+        if "full-bf16" in args.losses:
+            print(f"full_bf16_step_ratio_1m_to_10k={ratio('full-bf16'):.1f} "
+                  f"full_bf16_step_ms_1m={step_ms[1_000_000, 'full-bf16']:.0f}")
+        if "full" in args.losses:
+            print(f"full_step_ratio_1m_to_10k={ratio('full'):.1f} full_step_ms_1m={step_ms[1_000_000, 'full']:.0f}")
+    if not {10_000, 1_000_000, 3_000_000} <= set(args.sizes):
+        return
+    fastest = min(sampled, key=lambda loss: step_ms[1_000_000, loss]) if sampled else None
+    peak_3m = max(result["peak_rss_mb"] for loss in args.losses for result in runs[3_000_000, loss])
     full = f"{ratio('full'):.1f}" if "full" in args.losses else "n/a"
     print(f"fastest sampled loss at 1M items: {fastest or 'none measured'}")
-    if "full-bf16" in args.losses:
-        print(f"full_bf16_step_ratio_1m_to_10k={ratio('full-bf16'):.1f} full_bf16_step_ms_1m="
-              f"{results[1_000_000, 'full-bf16']['step_ms']:.0f}")
     print(f"sampled_step_ratio_1m_to_10k={f'{ratio(fastest):.2f}' if fastest else 'n/a'} peak_rss_mb_3m={peak_3m:.0f} "
           f"full_step_ratio_1m_to_10k={full}")
 
