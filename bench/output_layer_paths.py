@@ -55,7 +55,7 @@ def loss_seconds(num_items: int, by_item_chunks: bool, repeats: int) -> float:
 def chunk_products_seconds(num_items: int, repeats: int) -> float:
     """The item-chunk path's matrix products alone, chunk by chunk, at its default chunk size."""
     hidden, weight, bias, _ = (tensor.detach() for tensor in inputs(num_items))
-    chunk = ChunkedLinearCrossEntropy.ITEM_CHUNK_LOGITS // ROWS
+    chunk = ChunkedLinearCrossEntropy.ITEM_CHUNK_BYTES // 4 // ROWS  # float32 logits
     # As the loss multiplies them: rows `[hidden, 1, -shift]` against items `[embedding, bias, 1]`.
     rows = torch.cat([hidden, torch.ones(ROWS, 1), torch.zeros(ROWS, 1)], dim=1)
     items = torch.cat([weight, bias[:, None], torch.ones(num_items, 1)], dim=1)

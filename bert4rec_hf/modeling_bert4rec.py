@@ -346,7 +346,10 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     MIN_BLOCK_ROWS = 64
     ITEM_CHUNKS_PAST = 1 << 24  # floats in the item table: 131,072 items of 128
     ROW_BLOCK_LOGITS = 1 << 22  # default `block_elements` by blocks of rows
-    ITEM_CHUNK_LOGITS = 1 << 20  # and by chunks of items: 4 MB of float32 logits, cache-sized
+    # and by chunks of items: 2 MB of logits (float32 or bfloat16), so that each core's share stays in its own L2
+    # cache. 4 MB of float32 (the whole L2 of two cores) ran a million items' loss in 9.7 s or in 13.5-14.6 s, by
+    # how busy the shared cache was; 2 MB in 10.6-11.0 s every time (docs/scaling.md).
+    ITEM_CHUNK_BYTES = 1 << 21
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements: int | None = None,
@@ -359,16 +362,16 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             # Under bfloat16 autocast the chunks' products run in bfloat16 (AMX or tensor cores: several times the
             # float32 rate), their sums and the loss in float32.
             bfloat16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16
-            method = functools.partial(ChunkedLinearCrossEntropy._item_chunks,
-                                       dtype=torch.bfloat16 if bfloat16 else torch.float32)
+            dtype = torch.bfloat16 if bfloat16 else torch.float32
+            method = functools.partial(ChunkedLinearCrossEntropy._item_chunks, dtype=dtype)
+            block_elements = block_elements or ChunkedLinearCrossEntropy.ITEM_CHUNK_BYTES // dtype.itemsize
         else:
             method = ChunkedLinearCrossEntropy._row_blocks
+            block_elements = block_elements or ChunkedLinearCrossEntropy.ROW_BLOCK_LOGITS
         # Autocast stays off inside: it would run the softmax in half precision. All but those products is float32.
         with torch.autocast(device_type=device, enabled=False):
             total, grad_hidden, grad_weight, grad_bias = method(
-                hidden.float(), weight, bias, targets, excluded_ids, needs_grad,
-                block_elements or (ChunkedLinearCrossEntropy.ITEM_CHUNK_LOGITS if by_item_chunks
-                                   else ChunkedLinearCrossEntropy.ROW_BLOCK_LOGITS))
+                hidden.float(), weight, bias, targets, excluded_ids, needs_grad, block_elements)
         num_rows = hidden.shape[0]
         if needs_grad:
             # In place: at millions of items each copy of the table's gradient is gigabytes. Kept on `ctx` rather than
