@@ -110,13 +110,28 @@ class Bert4RecSelfAttention(nn.Module):
         self.do_layer_norm_before = config.do_layer_norm_before
         self.is_causal = False
 
-    def forward(self, hidden_states, attention_mask, output_attentions=False):
+    def forward(self, hidden_states, attention_mask, output_attentions=False, kept_positions=None):
+        """
+        `kept_positions` (a `KeptPositions`): compute the output at those positions only, `(num_kept, H)`; their
+        queries still attend to every position's key and value.
+        """
         batch_size, seq_len, _ = hidden_states.shape
         residual = hidden_states
         if self.do_layer_norm_before:
             hidden_states = self.LayerNorm(hidden_states)
-        qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_size)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs)
+        if kept_positions is None:
+            qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_size)
+            query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs)
+        else:
+            residual = residual[kept_positions.keep]  # (N, H)
+            hidden_size = self.num_heads * self.head_size
+            weight, bias = self.qkv.weight, self.qkv.bias
+            query = F.linear(kept_positions.gather(hidden_states), weight[:hidden_size], bias[:hidden_size])
+            query = query.view(batch_size, -1, self.num_heads, self.head_size).transpose(1, 2)  # (B, nh, K, hs)
+            key_value = F.linear(hidden_states, weight[hidden_size:], bias[hidden_size:])
+            key_value = key_value.view(batch_size, seq_len, 2, self.num_heads, self.head_size)
+            key, value = key_value.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs)
+            attention_mask = kept_positions.mask_rows(attention_mask)
 
         implementation = self.config._attn_implementation
         if output_attentions and implementation != "eager":
@@ -135,7 +150,9 @@ class Bert4RecSelfAttention(nn.Module):
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
             scaling=self.scaling,
         )
-        attn_output = attn_output.reshape(batch_size, seq_len, -1)  # (B, T, H)
+        attn_output = attn_output.reshape(batch_size, query.shape[2], -1)  # (B, T, H), or (B, K, H)
+        if kept_positions is not None:
+            attn_output = attn_output[kept_positions.real]  # (N, H)
         hidden_states = residual + self.dropout(self.dense(attn_output))
         if not self.do_layer_norm_before:
             hidden_states = self.LayerNorm(hidden_states)
@@ -169,9 +186,34 @@ class Bert4RecLayer(nn.Module):
         self.attention = Bert4RecSelfAttention(config)
         self.feed_forward = Bert4RecFeedForward(config)
 
-    def forward(self, hidden_states, attention_mask, output_attentions=False):
-        hidden_states, attn_weights = self.attention(hidden_states, attention_mask, output_attentions)
+    def forward(self, hidden_states, attention_mask, output_attentions=False, kept_positions=None):
+        hidden_states, attn_weights = self.attention(hidden_states, attention_mask, output_attentions, kept_positions)
         return self.feed_forward(hidden_states), attn_weights
+
+
+class KeptPositions:
+    """
+    The positions of a batch whose output is wanted, `keep` `(B, T)` booleans: as `(B, K)` indices, each row's kept
+    positions in order and then some others to fill it (`real` marks which are kept), K the most any row keeps.
+    """
+
+    def __init__(self, keep: torch.Tensor):
+        self.keep = keep
+        counts = keep.sum(-1)
+        width = int(counts.max()) if keep.numel() else 0
+        # A stable sort puts each row's kept positions first, in their order.
+        self.index = torch.argsort(~keep, dim=-1, stable=True)[:, :width]  # (B, K)
+        self.real = torch.arange(width, device=keep.device) < counts[:, None]  # (B, K)
+
+    def gather(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`(B, T, H) -> (B, K, H)`"""
+        return hidden_states.gather(1, self.index[:, :, None].expand(-1, -1, hidden_states.shape[-1]))
+
+    def mask_rows(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """A `(B, 1 or nh, T, T)` mask's rows of the kept queries; a mask shared by every query stays as it is."""
+        if attention_mask is None or attention_mask.dim() != 4 or attention_mask.shape[-2] == 1:
+            return attention_mask
+        return torch.take_along_dim(attention_mask, self.index[:, None, :, None], dim=2)
 
 
 class Bert4RecPreTrainedModel(PreTrainedModel):
@@ -260,6 +302,7 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        positions_to_keep: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutput | tuple:
         r"""
@@ -270,6 +313,10 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Defaults to counting real tokens from 0, from the oldest or, with `position_embedding_type="recency"`,
             from the newest, so left and right padding give the same positions.
+        positions_to_keep (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            The positions whose output is wanted (a cloze batch's masked items, a query's last position). The last
+            block then computes only those (their queries still attend to every position), and `last_hidden_state`
+            is `(num_kept, hidden_size)`: `full_output[positions_to_keep]`, at a fraction of the last block's cost.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -301,16 +348,27 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
             # The eager fallback below wants a mask it can add or apply; build the eager one for this call.
             mask = attention_mask.bool()[:, None, None, :]
 
+        # The last block at the kept positions only, when nothing asks for all of its outputs. (Flash kernels take
+        # their masks in another form: they compute every position, and the kept ones are picked after.)
+        kept_positions = None
+        if positions_to_keep is not None and not output_hidden_states and not output_attentions and \
+                self.config._attn_implementation in ("sdpa", "eager") and positions_to_keep.any():
+            kept_positions = KeptPositions(positions_to_keep.bool())
+
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states, attn_weights = layer(hidden_states, mask, output_attentions)
-            if self.final_layer_norm is not None and layer is self.layers[-1]:
+            last = layer is self.layers[-1]
+            hidden_states, attn_weights = layer(hidden_states, mask, output_attentions,
+                                                kept_positions if last else None)
+            if self.final_layer_norm is not None and last:
                 hidden_states = self.final_layer_norm(hidden_states)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             if output_attentions:
                 all_attentions += (attn_weights,)
+        if positions_to_keep is not None and kept_positions is None:
+            hidden_states = hidden_states[positions_to_keep.bool()]
 
         if not return_dict:
             return tuple(v for v in (hidden_states, all_hidden_states, all_attentions) if v is not None)
@@ -738,6 +796,13 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
             positions = torch.where(item_before_mask, before, positions)
         return positions
 
+    def query_position_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`(batch_size, sequence_length)` booleans, true at each sequence's query position (`query_positions`)."""
+        keep = torch.zeros_like(input_ids, dtype=torch.bool)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        keep[rows, self.query_positions(input_ids, attention_mask)] = True
+        return keep
+
     def item_scores(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Scores of every token for some hidden states `(..., H) -> (..., vocab)`; special tokens score lowest."""
         return self.head(hidden_states, self.bert4rec.embeddings.item_embeddings.weight)
@@ -774,6 +839,10 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         if labels is not None and self.config.loss_type == "full" and torch.is_grad_enabled():
             item_embeddings = GradientAfterLookup.apply(item_embeddings)
             embeddings.sparse_item_gradients = True
+        if labels is not None:
+            positions_to_keep = labels != -100
+        else:
+            positions_to_keep = self.query_position_mask(input_ids, attention_mask)
         try:
             outputs = self.bert4rec(
                 input_ids,
@@ -782,15 +851,15 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
                 output_attentions=output_attentions,
                 output_hidden_states=output_hidden_states,
                 return_dict=True,
+                positions_to_keep=positions_to_keep,  # the last block runs at these positions only
             )
         finally:
             embeddings.sparse_item_gradients = sparse_lookup
-        sequence_output = outputs.last_hidden_state  # (B, T, H)
+        sequence_output = outputs.last_hidden_state  # (N, H): the labelled positions, or each row's query
 
         loss = None
         if labels is not None:
-            labelled = labels != -100
-            masked_output, targets = sequence_output[labelled], labels[labelled]  # (N, H), (N,)
+            masked_output, targets = sequence_output, labels[positions_to_keep]  # (N, H), (N,)
             if return_logits is None and not len(targets):
                 return_logits = True  # no target in the batch: a zero loss, from the (0, vocab) logits
             if return_logits is None:
@@ -806,9 +875,7 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
                 else:
                     loss = self.head.sampled_loss(masked_output, item_embeddings, targets)
         else:
-            rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-            positions = self.query_positions(input_ids, attention_mask)
-            logits = self.item_scores(sequence_output[rows, positions])  # (B, vocab)
+            logits = self.item_scores(sequence_output)  # (B, vocab)
 
         if not return_dict:
             extra = tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
@@ -825,9 +892,9 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         """
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
-        hidden_states = self.bert4rec(input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
-        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-        return self.head.transform(hidden_states[rows, self.query_positions(input_ids, attention_mask)])
+        hidden_states = self.bert4rec(input_ids, attention_mask=attention_mask, return_dict=True,
+                                      positions_to_keep=self.query_position_mask(input_ids, attention_mask))
+        return self.head.transform(hidden_states.last_hidden_state)
 
     @torch.no_grad()
     def next_item_scores(

@@ -85,6 +85,40 @@ def test_inference_projects_only_the_last_position(beauty_model, beauty_tokenize
     torch.testing.assert_close(output.logits, beauty_model.item_scores(hidden[:, -1]))
 
 
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("is_decoder, do_layer_norm_before", [(False, False), (False, True), (True, True)],
+                         ids=["cloze-post-ln", "cloze-pre-ln", "causal-pre-ln"])
+def test_the_last_block_runs_at_the_kept_positions_only_with_their_full_outputs_and_gradients(
+        attn_implementation, is_decoder, do_layer_norm_before, beauty_tokenizer, beauty_sequences):
+    torch.manual_seed(0)
+    config = Bert4RecConfig(num_items=beauty_tokenizer.num_items, max_position_embeddings=50, is_decoder=is_decoder,
+                            do_layer_norm_before=do_layer_norm_before, hidden_dropout_prob=0.0,
+                            attention_probs_dropout_prob=0.0, attn_implementation=attn_implementation)
+    model = Bert4RecForMaskedLM(config).train()
+    batch = beauty_batch(beauty_tokenizer, beauty_sequences[:48], mask_probability=0.2)
+    kept = batch["labels"] != -100
+    assert (batch["attention_mask"] == 0).any() and 0 < kept.sum() < kept.numel() / 4
+    rows_seen = []
+    hook = model.bert4rec.layers[-1].feed_forward.intermediate.register_forward_hook(
+        lambda module, inputs, output: rows_seen.append(inputs[0].shape[:-1].numel()))
+    try:
+        encoder_inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        every_position = model.bert4rec(**encoder_inputs).last_hidden_state
+        kept_only = model.bert4rec(**encoder_inputs, positions_to_keep=kept).last_hidden_state
+        training_loss = model(**batch).loss
+    finally:
+        hook.remove()
+    assert rows_seen == [kept.numel(), int(kept.sum()), int(kept.sum())], "the last block computed more than it keeps"
+    torch.testing.assert_close(kept_only, every_position[kept], rtol=1e-5, atol=1e-5)
+
+    reference_loss = F.cross_entropy(model.item_scores(every_position[kept]), batch["labels"][kept])
+    torch.testing.assert_close(training_loss, reference_loss, rtol=1e-5, atol=1e-5)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    for gradient, reference in zip(torch.autograd.grad(training_loss, parameters),
+                                   torch.autograd.grad(reference_loss, parameters)):
+        torch.testing.assert_close(gradient, reference, rtol=1e-4, atol=1e-6)
+
+
 def test_special_tokens_score_lowest(beauty_model, beauty_tokenizer, beauty_sequences):
     batch = beauty_tokenizer(beauty_sequences[:8], return_tensors="pt")
     with torch.no_grad():
