@@ -77,12 +77,11 @@ def measure(name, repeats, top_k=10, batch_size=256):
     encoded = tokenizer(batch, return_tensors="pt")
     embeddings, bias = model.bert4rec.embeddings.item_embeddings.weight, model.head.bias
 
-    last_position = torch.zeros_like(encoded["input_ids"], dtype=torch.bool)
-    last_position[:, -1] = True  # left-padded: each history's [MASK]
+    query_position = model.query_position_mask(encoded["input_ids"], encoded["attention_mask"])
 
     @torch.no_grad()
     def floor():
-        hidden = model.bert4rec(**encoded, positions_to_keep=last_position).last_hidden_state
+        hidden = model.bert4rec(**encoded, positions_to_keep=query_position).last_hidden_state
         return torch.topk(hidden @ embeddings.T + bias, top_k)
 
     floor()
