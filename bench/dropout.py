@@ -4,7 +4,7 @@ backward) at the recipes' activation shapes, then in whole training steps of ML-
     python bench/dropout.py [--repeats 50] [--steps 20]
 
 torch's CPU dropout draws one float per element through `bernoulli_`; ours draws 32-bit integers, two elements to
-each (bert4rec_hf/modeling_bert4rec.py). Prints each median and, last, `dropout_speedup_ml1m=<x>
+each (bert4rec_hf/dropout_bert4rec.py). Prints each median and, last, `dropout_speedup_ml1m=<x>
 dropout_speedup_beauty=<y> step_speedup_ml1m=<z>` (torch's time / ours). The steps alternate the two dropouts in one
 model on the same random batches (step time does not depend on which items they hold).
 """
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM
-from bert4rec_hf.modeling_bert4rec import Bert4RecDropout
+from bert4rec_hf.dropout_bert4rec import Bert4RecDropout
 from common import median_ms
 
 # The hidden activations a recipe's batch drops out: (batch, length, hidden size).

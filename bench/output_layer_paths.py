@@ -2,7 +2,7 @@
 
     python bench/output_layer_paths.py [--sizes 10000 54544 150000 1000000] [--repeats 3]
 
-`ChunkedLinearCrossEntropy` (bert4rec_hf/modeling_bert4rec.py) scores blocks of rows against the whole item table up to
+`ChunkedLinearCrossEntropy` (bert4rec_hf/loss_bert4rec.py) scores blocks of rows against the whole item table up to
 `ITEM_CHUNKS_PAST` floats in the table, and chunks of items against every row past it. This times the loss alone,
 forward and backward, both ways, at the catalogue-scale shapes (2,560 labelled rows of hidden size 128, random
 vectors), and prints each size's medians and their ratio (rows / chunks: above 1, the chunks are faster): the
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
+from bert4rec_hf.loss_bert4rec import ChunkedLinearCrossEntropy
 
 ROWS, HIDDEN = 2560, 128
 

@@ -2,7 +2,7 @@
 
     python bench/output_layer_precision.py [--repeats 7]
 
-A training step of Beauty's recipe is mostly `ChunkedLinearCrossEntropy` (bert4rec_hf/modeling_bert4rec.py): per
+A training step of Beauty's recipe is mostly `ChunkedLinearCrossEntropy` (bert4rec_hf/loss_bert4rec.py): per
 block of masked positions, the logits `rows @ items.T`, then the gradients `probabilities @ items` and
 `probabilities.T @ rows`, over the 54,544-token vocabulary. Its blocks of rows run them in float32 even under bf16
 autocast (only the item chunks of catalogues past 131,072 items run them in bfloat16 there). This

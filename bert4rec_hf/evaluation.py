@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .modeling_bert4rec import exclude_from_scores
+from .recommendation_bert4rec import exclude_from_scores
 
 
 CUTOFFS = (1, 5, 10, 20)

@@ -1,16 +1,14 @@
 """PyTorch BERT4Rec: a bidirectional transformer trained with a cloze task to predict a user's next item.
 
 Sun et al., "BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from Transformer",
-CIKM 2019. This file imports only torch, transformers and its configuration, so that `save_pretrained` can ship it
-for `trust_remote_code=True`.
+CIKM 2019. The model top-down: embeddings, attention, layers, encoder, the pretrained base, the bare model and the two
+heads. Its sibling files hold what it calls: the losses (`loss_bert4rec.py`), serving (`recommendation_bert4rec.py`,
+a mixin as `GenerationMixin` is to generation) and the dropout kernel. They import only torch, transformers and each
+other, so that `save_pretrained` ships them for `trust_remote_code=True`.
 """
 
-import functools
-import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,6 +22,11 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_bert4rec import Bert4RecConfig
+from .dropout_bert4rec import Bert4RecDropout
+from .loss_bert4rec import (ChunkedLinearCrossEntropy, GradientAfterLookup, gbce_beta, sample_negatives,
+                            sampled_item_loss)
+from .recommendation_bert4rec import Bert4RecRecommendationMixin
+from .saved_model import with_ordinary_permissions
 
 
 # Written to config.json by `save_pretrained`, for `AutoModel*.from_pretrained(..., trust_remote_code=True)`.
@@ -35,24 +38,6 @@ REMOTE_CODE_AUTO_MAP = {
 }
 
 
-class Bert4RecDropout(nn.Dropout):
-    """
-    `nn.Dropout` with a cheaper mask on CPU. There torch draws a float per element through `bernoulli_`, one random
-    number at a time: 3.5 ms for a batch of 32 x 100 x 128 activations, five of them a sixth of an ML-1M training step.
-    This draws 32-bit random integers, two elements to each, and keeps an element where its 15 bits are at least
-    `p * 2^15` (`p` to within 2^-16): a third of the time (`bench/dropout.py`). Elsewhere, and when not training,
-    `nn.Dropout` as it is.
-    """
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if not self.training or hidden_states.device.type != "cpu" or not 0 < self.p < 1 or self.inplace:
-            return super().forward(hidden_states)
-        count = hidden_states.numel()
-        bits = torch.empty((count + 1) // 2, dtype=torch.int32).random_().view(torch.int16)[:count]
-        keep = bits.view(hidden_states.shape).bitwise_and_(0x7FFF) >= round(self.p * (1 << 15))
-        return hidden_states * keep.to(hidden_states.dtype).mul_(1.0 / (1.0 - self.p))
-
-
 class Bert4RecEmbeddings(nn.Module):
     """Item embeddings plus learned position embeddings, then LayerNorm and dropout (no token types)."""
 
@@ -62,11 +47,12 @@ class Bert4RecEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Bert4RecDropout(config.hidden_dropout_prob)
-        self.sparse_item_gradients = False  # see Bert4RecForMaskedLM.use_sparse_item_gradients
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
+                sparse_item_gradients: bool = False) -> torch.Tensor:
+        """`sparse_item_gradients`: the item table's gradient holds the rows looked up, not the whole table."""
         items = F.embedding(input_ids, self.item_embeddings.weight, self.item_embeddings.padding_idx,
-                            sparse=self.sparse_item_gradients)
+                            sparse=sparse_item_gradients)
         embeddings = items + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(embeddings))
 
@@ -242,18 +228,6 @@ class Bert4RecPreTrainedModel(PreTrainedModel):
         return saved
 
 
-def with_ordinary_permissions(directory) -> None:
-    """
-    safetensors writes its files readable by their owner only (mode 0600, through a private temporary file); give
-    the weights in `directory` the permissions of any other file written there (0644 under the usual umask), so that
-    a model saved by one user, a service or a container can be read by another.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in Path(directory).glob("*.safetensors"):
-        os.chmod(path, 0o666 & ~umask)
-
-
 def real_token_positions(attention_mask: torch.Tensor, position_embedding_type: str) -> torch.Tensor:
     """Each real token's position, counted over real tokens only: from the oldest, or from the newest ("recency")."""
     counted_so_far = attention_mask.cumsum(-1)
@@ -303,6 +277,7 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         positions_to_keep: torch.Tensor | None = None,
+        sparse_item_gradients: bool = False,
         **kwargs,
     ) -> BaseModelOutput | tuple:
         r"""
@@ -317,6 +292,8 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
             The positions whose output is wanted (a cloze batch's masked items, a query's last position). The last
             block then computes only those (their queries still attend to every position), and `last_hidden_state`
             is `(num_kept, hidden_size)`: `full_output[positions_to_keep]`, at a fraction of the last block's cost.
+        sparse_item_gradients (`bool`, *optional*):
+            Give the item table a sparse gradient, the rows this batch looked up (see `Bert4RecEmbeddings`).
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -334,7 +311,7 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
                 f"{self.config.max_position_embeddings}; keep the most recent items (the tokenizer's max_length)."
             )
 
-        hidden_states = self.embeddings(input_ids, position_ids)  # (B, T, H)
+        hidden_states = self.embeddings(input_ids, position_ids, sparse_item_gradients)  # (B, T, H)
         if self.config.is_decoder:
             if self.config._attn_implementation.startswith("flash"):
                 raise ValueError("a causal Bert4Rec model (is_decoder=True) runs with attn_implementation 'sdpa' or "
@@ -377,239 +354,6 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         )
 
 
-class ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """
-    Mean cross-entropy of `softmax(hidden @ weight.T + bias)` against `targets`, without holding the `(N, vocab)`
-    logits or their gradient whole: the gradients of `hidden`, `weight` and `bias` are computed during the forward pass,
-    a piece of the logits at a time, each piece's softmax becoming its own gradient in place. On a large catalogue this
-    is most of a training step's time and memory. `excluded_ids` (the special tokens) get zero probability. Two ways,
-    chosen by the size of the item table (or `by_item_chunks`):
-
-    - Blocks of rows (an item table of up to `ITEM_CHUNKS_PAST` floats): each block of at least `MIN_BLOCK_ROWS` rows
-      against every item, so three matrix products, but the whole table and its gradient are read again per block.
-    - Chunks of items (larger tables): a first pass over the catalogue's chunks sums each row's exponentials, shifted
-      by the row's target logit, into its log-sum-exp; a second recomputes each chunk's logits, turns them into their
-      gradient, accumulates the gradient of `hidden` and writes those of the chunk's rows of `weight` and `bias`. Each
-      chunk (all N rows against `block_elements // N` items) stays in the processor's cache, and the table and its
-      gradient are read or written once a pass, at the price of the logits' product computed twice. Where each way
-      is faster: `bench/output_layer_paths.py`, docs/scaling.md. Under bfloat16 autocast (accelerate's
-      `--mixed_precision bf16`) the chunks' products run in bfloat16, each bias and shift carried in two bfloat16
-      columns, their sums added up and the loss in float32: gradients within 0.3% of float32's, and faster where the
-      processor multiplies bfloat16 natively (AMX, tensor cores).
-
-    Unless the loss was scaled, the gradients are handed to autograd as they are, without a copy: a second backward
-    through the same graph then needs a second forward pass.
-    """
-
-    MIN_BLOCK_ROWS = 64
-    ITEM_CHUNKS_PAST = 1 << 24  # floats in the item table: 131,072 items of 128
-    ROW_BLOCK_LOGITS = 1 << 22  # default `block_elements` by blocks of rows
-    # and by chunks of items: 2 MB of logits (float32 or bfloat16), so that each core's share stays in its own L2
-    # cache. 4 MB of float32 (the whole L2 of two cores) ran a million items' loss in 9.7 s or in 13.5-14.6 s, by
-    # how busy the shared cache was; 2 MB in 10.6-11.0 s every time (docs/scaling.md).
-    ITEM_CHUNK_BYTES = 1 << 21
-
-    @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, excluded_ids, block_elements: int | None = None,
-                by_item_chunks: bool | None = None):
-        if by_item_chunks is None:
-            by_item_chunks = weight.numel() > ChunkedLinearCrossEntropy.ITEM_CHUNKS_PAST
-        needs_grad = any(ctx.needs_input_grad[:3])
-        device = hidden.device.type
-        if by_item_chunks:
-            # Under bfloat16 autocast the chunks' products run in bfloat16 (AMX or tensor cores: several times the
-            # float32 rate), their sums and the loss in float32.
-            bfloat16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16
-            dtype = torch.bfloat16 if bfloat16 else torch.float32
-            method = functools.partial(ChunkedLinearCrossEntropy._item_chunks, dtype=dtype)
-            block_elements = block_elements or ChunkedLinearCrossEntropy.ITEM_CHUNK_BYTES // dtype.itemsize
-        else:
-            method = ChunkedLinearCrossEntropy._row_blocks
-            block_elements = block_elements or ChunkedLinearCrossEntropy.ROW_BLOCK_LOGITS
-        # Autocast stays off inside: it would run the softmax in half precision. All but those products is float32.
-        with torch.autocast(device_type=device, enabled=False):
-            total, grad_hidden, grad_weight, grad_bias = method(
-                hidden.float(), weight, bias, targets, excluded_ids, needs_grad, block_elements)
-        num_rows = hidden.shape[0]
-        if needs_grad:
-            # In place: at millions of items each copy of the table's gradient is gigabytes. Kept on `ctx` rather than
-            # saved for backward, so that `backward` can hand them over as the only reference (see there).
-            ctx.gradients = [grad_hidden.div_(num_rows), grad_weight.div_(num_rows), grad_bias.div_(num_rows)]
-            ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype)
-        return total / num_rows
-
-    @staticmethod
-    def _row_blocks(hidden32, weight, bias, targets, excluded_ids, needs_grad, block_elements):
-        num_rows, vocab = hidden32.shape[0], weight.shape[0]
-        weight32, bias32 = weight.float(), bias.float()
-        grad_hidden = torch.empty_like(hidden32) if needs_grad else None
-        grad_weight = torch.zeros_like(weight32) if needs_grad else None
-        grad_bias = torch.zeros_like(bias32) if needs_grad else None
-        total = hidden32.new_zeros(())
-        block = max(ChunkedLinearCrossEntropy.MIN_BLOCK_ROWS, block_elements // vocab)
-        for start in range(0, num_rows, block):
-            rows = hidden32[start : start + block]
-            block_targets = targets[start : start + block]
-            logits = torch.addmm(bias32, rows, weight32.t()).index_fill_(1, excluded_ids, float("-inf"))
-            target_logits = logits.gather(1, block_targets[:, None]).squeeze(1)
-            row_max = logits.amax(dim=1, keepdim=True)
-            exponentials = logits.sub_(row_max).exp_()
-            sums = exponentials.sum(dim=1)
-            total += (sums.log() + row_max.squeeze(1) - target_logits).sum()
-            if needs_grad:
-                probabilities = exponentials.div_(sums[:, None])
-                probabilities[torch.arange(len(block_targets), device=rows.device), block_targets] -= 1.0
-                grad_hidden[start : start + block] = probabilities @ weight32
-                grad_weight.addmm_(probabilities.t(), rows)
-                grad_bias += probabilities.sum(0)
-        return total, grad_hidden, grad_weight, grad_bias
-
-    @staticmethod
-    def _item_chunks(hidden32, weight, bias, targets, excluded_ids, needs_grad, block_elements, dtype=torch.float32):
-        num_rows, (vocab, width) = hidden32.shape[0], weight.shape
-        chunk = max(1, block_elements // max(1, num_rows))
-        starts = list(range(0, vocab, chunk))
-        # Which rows' targets, and which excluded ids, fall in each chunk: sorted once rather than searched per chunk.
-        order = torch.argsort(targets)
-        bounds = torch.searchsorted(targets[order], torch.tensor(starts + [vocab], device=targets.device)).tolist()
-        excluded = sorted(set(excluded_ids.tolist()))
-
-        def columns(values):
-            """float32 `values` as columns of `dtype` whose sum is `values`: bfloat16 holds only 8 bits of a bias or a
-            shift, and a logit of 40 would be off by up to 0.125; a second column carries the next 8 bits."""
-            if dtype == torch.float32:
-                return [values]
-            high = values.to(dtype)
-            return [high, (values - high.float()).to(dtype)]
-
-        # A chunk's items as the rows `[embedding, bias, 1]`, so that one product with the rows `[hidden, 1, -shift]`
-        # gives the chunk's logits less each row's shift, bias included: no separate pass to add the one or take off
-        # the other. In `dtype` (float32, or bfloat16 under autocast), as are the products.
-        bias_columns = columns(bias.float())
-        parts = len(bias_columns)
-        items = hidden32.new_empty(min(chunk, vocab), width + 2 * parts, dtype=dtype)
-        items[:, width + parts :] = 1.0
-        hidden = hidden32.to(dtype)
-
-        def augmented(rows, shift):
-            return torch.cat([rows, rows.new_ones(len(rows), parts), *(-part[:, None] for part in columns(shift))], 1)
-
-        def shifted_logits(rows):
-            """Each chunk of items: its start and end, its embeddings and `rows @ items.T`, the logits less the shift
-            when `rows` are `augmented`."""
-            for start in starts:
-                end = min(start + chunk, vocab)
-                here = items[: end - start]
-                here[:, :width].copy_(weight[start:end])
-                for offset, part in enumerate(bias_columns):
-                    here[:, width + offset].copy_(part[start:end])
-                logits = rows @ here.t()
-                inside = [i - start for i in excluded if start <= i < end]
-                if inside:
-                    logits.index_fill_(1, torch.tensor(inside, device=logits.device), float("-inf"))
-                yield start, end, here[:, :width], logits
-
-        def sum_exp(rows, shift):
-            # Each chunk's sums in `dtype` (their float32 sums need a float32 copy of the chunk), added up in float32.
-            return sum(logits.exp_().sum(dim=1).float() for *_, logits in shifted_logits(augmented(rows, shift)))
-
-        # Pass 1: each row's log-sum-exp over the catalogue. Shifted by the row's target logit, the sum of exponentials
-        # is at least 1 (the target's own term) and overflows only where some logit exceeds the target's by more than
-        # float32's exponent holds (a probability of the target below 1e-38); those rows take their maximum instead.
-        target_logits = (hidden32 * weight[targets].float()).sum(1) + bias[targets].float()
-        shift = target_logits.clone()
-        sums = sum_exp(hidden, shift)
-        overflowed = ~torch.isfinite(sums)
-        if overflowed.any():
-            rows = hidden[overflowed]
-            maxima = functools.reduce(torch.maximum, (logits.amax(dim=1).float() for *_, logits in
-                                                      shifted_logits(augmented(rows, shift.new_zeros(len(rows))))))
-            shift[overflowed], sums[overflowed] = maxima, sum_exp(rows, maxima)
-        log_sum_exp = sums.log() + shift
-        total = (log_sum_exp - target_logits).sum()
-        if not needs_grad:
-            return total, None, None, None
-        # Pass 2: each chunk's softmax minus the one-hot targets is the gradient of its logits.
-        grad_hidden = torch.zeros_like(hidden32)
-        grad_weight = torch.empty_like(weight, dtype=torch.float32)
-        grad_bias = torch.empty_like(bias, dtype=torch.float32)
-        rows = augmented(hidden, log_sum_exp)
-        # The rows `[hidden, 1]` transposed: their product with a chunk's probabilities is the gradient of its items'
-        # embeddings and, in the last row, bias (the probabilities' column sums). oneDNN's bfloat16 product is twice
-        # as slow with the probabilities transposed instead.
-        hidden_and_one = rows[:, : width + 1].t().contiguous() if dtype != torch.float32 else None
-        for index, (start, end, embeddings, logits) in enumerate(shifted_logits(rows)):
-            probabilities = logits.exp_()
-            labelled = order[bounds[index] : bounds[index + 1]]
-            probabilities[labelled, targets[labelled] - start] -= 1.0
-            if dtype == torch.float32:
-                grad_hidden.addmm_(probabilities, embeddings)
-                torch.mm(probabilities.t(), hidden, out=grad_weight[start:end])
-                torch.sum(probabilities, dim=0, out=grad_bias[start:end])
-            else:  # no product of bfloat16 matrices into float32: each goes through a bfloat16 result
-                grad_hidden += probabilities @ embeddings
-                weight_and_bias = hidden_and_one @ probabilities
-                grad_weight[start:end], grad_bias[start:end] = weight_and_bias[:width].t(), weight_and_bias[width]
-        return total, grad_hidden, grad_weight, grad_bias
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        if ctx.gradients is None:
-            raise RuntimeError("ChunkedLinearCrossEntropy computed its gradients once, in the forward pass, and has "
-                               "handed them over: run the forward pass again to differentiate again")
-        gradients = ctx.gradients
-        if bool(grad_loss == 1.0):
-            # Handed over without a copy, and without a reference left here: autograd then adds the item table's other
-            # gradient (the input lookup's) into this one in place instead of into a new table-sized tensor.
-            ctx.gradients = None
-        else:
-            gradients = [gradient * grad_loss for gradient in gradients]
-        return (*(gradient.to(dtype) for gradient, dtype in zip(gradients, ctx.dtypes)), None, None, None, None)
-
-
-class GradientAfterLookup(torch.autograd.Function):
-    """
-    The identity, for the item table on its way to the full softmax. Autograd runs a backward graph's nodes newest
-    first; this one, created before the input lookup, passes the softmax's dense gradient of the table on after the
-    lookup's sparse one has arrived, and autograd then adds the sparse one into it in place. The other way round it
-    sums them into a new table-sized tensor.
-    """
-
-    @staticmethod
-    def forward(ctx, table):
-        return table.view_as(table)
-
-    @staticmethod
-    def backward(ctx, gradient):
-        return gradient
-
-
-def sampled_item_loss(hidden, item_embeddings, bias, targets, negatives, log_expected_counts,
-                      loss_type="sampled_softmax", gbce_beta=1.0, sparse=False):
-    """
-    Mean loss of each row's target against negatives shared by every row, at a cost that does not grow with the
-    catalogue: only the targets' and negatives' embeddings are read (and get gradients).
-
-    `"sampled_softmax"`: cross-entropy over `[target, negatives]`, each negative's logit lowered by the log of its
-    expected count in the sample (`log_expected_counts`, the log-Q correction), so that the sum of the exponentials
-    estimates the full softmax's denominator. `"gbce"`: gSASRec's `-beta * log sigmoid(target) - sum log(1 - sigmoid(
-    negative))`. A negative that is the row's own target is left out of that row. `sparse`: the gradient of
-    `item_embeddings` holds the rows read, not the whole table.
-    """
-    hidden = hidden.float()
-    target_embeddings = F.embedding(targets, item_embeddings, sparse=sparse).float()
-    negative_embeddings = F.embedding(negatives, item_embeddings, sparse=sparse).float()
-    target_scores = (hidden * target_embeddings).sum(-1) + bias[targets].float()  # (N,)
-    negative_scores = torch.addmm(bias[negatives].float(), hidden, negative_embeddings.t())  # (N, k)
-    own_target = negatives[None, :] == targets[:, None]
-    if loss_type == "gbce":
-        negative_terms = F.logsigmoid(-negative_scores).masked_fill(own_target, 0.0).sum(-1)
-        return -(gbce_beta * F.logsigmoid(target_scores) + negative_terms).mean()
-    corrected = (negative_scores - log_expected_counts).masked_fill(own_target, float("-inf"))
-    logits = torch.cat([target_scores[:, None], corrected], dim=1)
-    return F.cross_entropy(logits, torch.zeros_like(targets))
-
-
 class Bert4RecPredictionHead(nn.Module):
     """The paper's output layer: dense + GELU + LayerNorm, then the (tied) item embeddings plus a per-item bias."""
 
@@ -624,7 +368,6 @@ class Bert4RecPredictionHead(nn.Module):
         # How often each item is drawn as a popularity or in-batch negative: the training frequencies, once
         # `set_item_frequencies` gives them (every item alike until then). Not saved: it describes the training data.
         self.register_buffer("sampling_weights", self.uniform_sampling_weights(), persistent=False)
-        self.sparse_item_gradients = False
 
     def uniform_sampling_weights(self) -> torch.Tensor:
         weights = torch.ones(self.config.vocab_size)
@@ -641,37 +384,18 @@ class Bert4RecPredictionHead(nn.Module):
                                                excluded)
 
     def draw_negatives(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        Negatives for a batch's targets, shared by all of them, with the log of each one's expected count in the
-        sample (what the sampled softmax corrects by): `num_negatives` draws, with replacement, uniform or in proportion
-        to `sampling_weights`; or, `"in_batch"`, the batch's distinct targets, each expected `1 - (1 - q) ** N` times
-        for N targets drawn in proportion to the item frequencies q.
-        """
-        config, weights = self.config, self.sampling_weights
-        if config.negative_sampling == "in_batch":
-            negatives = targets.unique()
-            frequency = (weights[negatives] / weights.sum()).double()
-            included = -torch.expm1(len(targets) * torch.log1p(-frequency))
-            return negatives, included.log().float()
-        k = config.num_negatives
-        if config.negative_sampling == "popularity":
-            negatives = torch.multinomial(weights, k, replacement=True)
-            return negatives, (k * weights[negatives] / weights.sum()).log()
-        first = len(self.special_token_ids)  # special tokens take ids 0 and 1, items the rest
-        negatives = torch.randint(first, config.vocab_size, (k,), device=targets.device)
-        return negatives, torch.full((k,), math.log(k / config.num_items), device=targets.device)
+        """Negatives shared by the batch's targets, and the log of each one's expected count (`sample_negatives`)."""
+        config = self.config
+        return sample_negatives(targets, self.sampling_weights, config.negative_sampling, config.num_negatives,
+                                len(self.special_token_ids))
 
-    def gbce_beta(self) -> float:
-        """gSASRec's exponent of the positive term: alpha (t (1 - 1/alpha) + 1/alpha), alpha the sampling rate."""
-        alpha = min(1.0, self.config.num_negatives / max(1, self.config.num_items - 1))
-        t = self.config.gbce_calibration
-        return alpha * (t * (1 - 1 / alpha) + 1 / alpha)
-
-    def sampled_loss(self, hidden_states, item_embeddings, targets) -> torch.Tensor:
+    def sampled_loss(self, hidden_states, item_embeddings, targets, sparse: bool = False) -> torch.Tensor:
+        """The targets against negatives drawn as `config.negative_sampling` says (see `sampled_item_loss`)."""
+        config = self.config
         negatives, log_expected_counts = self.draw_negatives(targets)
+        beta = gbce_beta(config.num_negatives, config.num_items, config.gbce_calibration)
         return sampled_item_loss(self.transform(hidden_states), item_embeddings, self.bias, targets, negatives,
-                                 log_expected_counts, self.config.loss_type, self.gbce_beta(),
-                                 sparse=self.sparse_item_gradients)
+                                 log_expected_counts, config.loss_type, beta, sparse=sparse)
 
     def block_scores(self, queries: torch.Tensor, item_embeddings: torch.Tensor, start: int = 0,
                      end: int | None = None) -> torch.Tensor:
@@ -705,55 +429,21 @@ class Bert4RecMaskedLMOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-@dataclass
-class Bert4RecRecommendationOutput(ModelOutput):
-    r"""
-    scores (`torch.FloatTensor` of shape `(batch_size, top_k)`): the model's scores of the recommended items, best
-    first.
-    token_ids (`torch.LongTensor` of shape `(batch_size, top_k)`): their token ids (`Bert4RecTokenizer.decode` maps
-    them to item ids).
-    """
-
-    scores: torch.FloatTensor | None = None
-    token_ids: torch.LongTensor | None = None
-
-
-def exclude_from_scores(scores: torch.Tensor, input_ids: torch.Tensor, exclude_seen: bool = True,
-                        candidate_token_ids: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
-    """
-    Gives the lowest float, in place, to the items of each sequence (`exclude_seen`) and to non-candidates. `scores`
-    may hold a block of the tokens, `start` onwards.
-    """
-    lowest = torch.finfo(scores.dtype).min
-    end = start + scores.shape[-1]
-    if exclude_seen:
-        rows, positions = ((input_ids >= start) & (input_ids < end)).nonzero(as_tuple=True)
-        scores[rows, input_ids[rows, positions] - start] = lowest
-    if candidate_token_ids is not None:
-        allowed = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-        wanted = candidate_token_ids[(candidate_token_ids >= start) & (candidate_token_ids < end)]
-        allowed[wanted - start] = True
-        scores.masked_fill_(~allowed, lowest)
-    return scores
-
-
 def last_real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of the last non-padding position of each row: the `[MASK]` a next-item query ends with."""
     seq_len = attention_mask.shape[-1]
     return seq_len - 1 - attention_mask.long().flip(-1).argmax(-1)
 
 
-class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
+class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecPreTrainedModel):
     """BERT4Rec with its masked item prediction head: the model that is trained, evaluated and recommends."""
 
     def __init__(self, config: Bert4RecConfig):
         super().__init__(config)
         self.bert4rec = Bert4RecModel(config)
         self.head = Bert4RecPredictionHead(config)
+        self.sparse_item_gradients = False  # see use_sparse_item_gradients
         self.post_init()
-
-    # How many items `recommend` scores at a time (see there). 65,536 items x 256 histories: 64 MB of scores.
-    recommend_block_items = 1 << 16
 
     def get_input_embeddings(self):
         return self.bert4rec.get_input_embeddings()
@@ -767,9 +457,7 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         optimizer must take sparse gradients (`bert4rec_hf.training.LazyAdamW`, or `torch.optim.SparseAdam` for that
         parameter). The full softmax reads every row: its gradient stays dense. Not saved with the model.
         """
-        sparse = enabled and self.config.loss_type != "full"
-        self.bert4rec.embeddings.sparse_item_gradients = sparse
-        self.head.sparse_item_gradients = sparse
+        self.sparse_item_gradients = enabled and self.config.loss_type != "full"
 
     def set_item_frequencies(self, frequencies) -> None:
         """
@@ -833,28 +521,25 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         # The full softmax gives the item table a dense gradient. The input lookup's own can then be sparse, and be
         # added into it in place, rather than be a second table of zeros with a few rows written, then summed into a
         # third: at a million items that is most of the backward pass (docs/scaling.md).
-        embeddings = self.bert4rec.embeddings
-        item_embeddings = embeddings.item_embeddings.weight
-        sparse_lookup = embeddings.sparse_item_gradients
+        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
+        sparse_lookup = self.sparse_item_gradients
         if labels is not None and self.config.loss_type == "full" and torch.is_grad_enabled():
             item_embeddings = GradientAfterLookup.apply(item_embeddings)
-            embeddings.sparse_item_gradients = True
+            sparse_lookup = True
         if labels is not None:
             positions_to_keep = labels != -100
         else:
             positions_to_keep = self.query_position_mask(input_ids, attention_mask)
-        try:
-            outputs = self.bert4rec(
-                input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                return_dict=True,
-                positions_to_keep=positions_to_keep,  # the last block runs at these positions only
-            )
-        finally:
-            embeddings.sparse_item_gradients = sparse_lookup
+        outputs = self.bert4rec(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            positions_to_keep=positions_to_keep,  # the last block runs at these positions only
+            sparse_item_gradients=sparse_lookup,
+        )
         sequence_output = outputs.last_hidden_state  # (N, H): the labelled positions, or each row's query
 
         loss = None
@@ -873,7 +558,7 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
                 if self.config.loss_type == "full":
                     loss = self.head.loss(masked_output, item_embeddings, targets)
                 else:
-                    loss = self.head.sampled_loss(masked_output, item_embeddings, targets)
+                    loss = self.head.sampled_loss(masked_output, item_embeddings, targets, self.sparse_item_gradients)
         else:
             logits = self.item_scores(sequence_output)  # (B, vocab)
 
@@ -883,106 +568,6 @@ class Bert4RecForMaskedLM(Bert4RecPreTrainedModel):
         return Bert4RecMaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-
-    @torch.no_grad()
-    def query_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """
-        `(batch_size, hidden_size)`: each sequence's hidden state at its query position, through the head's transform.
-        An item's score is this vector's dot product with the item's embedding, plus the item's bias.
-        """
-        if attention_mask is None:
-            attention_mask = (input_ids != self.config.pad_token_id).long()
-        hidden_states = self.bert4rec(input_ids, attention_mask=attention_mask, return_dict=True,
-                                      positions_to_keep=self.query_position_mask(input_ids, attention_mask))
-        return self.head.transform(hidden_states.last_hidden_state)
-
-    @torch.no_grad()
-    def next_item_scores(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        exclude_seen: bool | None = None,
-        candidate_token_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        r"""
-        Scores `(batch_size, vocab_size)` of every token as each sequence's next item, read at its last real position
-        (the `[MASK]` that `Bert4RecTokenizer(...)` appends). Special tokens, items already in the sequence
-        (`exclude_seen`; by default `config.exclude_seen_items`) and items outside `candidate_token_ids` get the lowest
-        float. `recommend` and the evaluation
-        both rank these scores, so what is measured is what is served.
-        """
-        logits = self.forward(input_ids, attention_mask=attention_mask).logits.float()
-        exclude_seen = self.config.exclude_seen_items if exclude_seen is None else exclude_seen
-        return exclude_from_scores(logits, input_ids, exclude_seen, candidate_token_ids)
-
-    @torch.no_grad()
-    def recommend(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        top_k: int = 10,
-        exclude_seen: bool | None = None,
-        candidate_token_ids: torch.Tensor | None = None,
-        item_index=None,
-    ) -> Bert4RecRecommendationOutput:
-        r"""
-        The `top_k` next items of each sequence, best first (see `next_item_scores`). Each row is its own user's:
-        nothing is reordered across the batch. When fewer than `top_k` items are left to rank, the last columns hold
-        token id -1 and score -inf.
-
-        The catalogue is scored `recommend_block_items` items at a time, each block's top-k merged with the best so
-        far: memory holds a `(batch_size, recommend_block_items)` block, never a users x items matrix, whatever the
-        catalogue's size. The scores are `next_item_scores`', block by block.
-
-        `item_index` (a `bert4rec_hf.item_index.ItemIndex` of this model): score only the items that a nearest-neighbour
-        index proposes for each history (`top_k` plus room for the history's own items), exactly, with these weights.
-        Approximate: an item the index does not propose is missed. Not with `candidate_token_ids`.
-        """
-        exclude_seen = self.config.exclude_seen_items if exclude_seen is None else exclude_seen
-        queries = self.query_vectors(input_ids, attention_mask)
-        top_k = min(top_k, self.config.num_items)
-        seen = input_ids if exclude_seen else None
-        if item_index is None:
-            scores, token_ids = self.top_k_block_by_block(queries, seen, candidate_token_ids, top_k)
-        elif candidate_token_ids is not None:
-            raise ValueError("recommend: candidate_token_ids are ranked exactly; leave out item_index")
-        else:
-            proposed = item_index.search(queries, top_k + input_ids.shape[1])  # room for the history's own items
-            scores, token_ids = self.top_k_of_proposed(queries, proposed, seen, top_k)
-        excluded = scores == torch.finfo(scores.dtype).min
-        token_ids.masked_fill_(excluded, -1)
-        scores.masked_fill_(excluded, float("-inf"))
-        return Bert4RecRecommendationOutput(scores=scores, token_ids=token_ids)
-
-    def top_k_block_by_block(self, queries, seen, candidate_token_ids, top_k):
-        """The exact top-k over the catalogue, `recommend_block_items` at a time; excluded items score lowest."""
-        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
-        scores = token_ids = None
-        for start in range(0, item_embeddings.shape[0], self.recommend_block_items):
-            block = self.head.block_scores(queries, item_embeddings, start, start + self.recommend_block_items).float()
-            block = exclude_from_scores(block, seen, seen is not None, candidate_token_ids, start)
-            block_scores, block_ids = block.topk(min(top_k, block.shape[-1]), dim=-1)
-            block_ids += start
-            if scores is not None:  # the best of the blocks so far and this one
-                both = torch.cat([scores, block_scores], dim=-1)
-                block_scores, order = both.topk(min(top_k, both.shape[-1]), dim=-1)
-                block_ids = torch.cat([token_ids, block_ids], dim=-1).gather(1, order)
-            scores, token_ids = block_scores, block_ids
-        return scores, token_ids
-
-    def top_k_of_proposed(self, queries, proposed, seen, top_k):
-        """The top-k of each row's `proposed` token ids, scored exactly; repeats and seen items score lowest."""
-        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
-        scores = torch.einsum("bh,bkh->bk", queries, item_embeddings[proposed]) + self.head.bias[proposed]
-        scores = scores.float()
-        lowest = torch.finfo(scores.dtype).min
-        repeated = (proposed[:, :, None] == proposed[:, None, :]).tril(-1).any(-1)
-        special = torch.isin(proposed, proposed.new_tensor(self.head.special_token_ids))
-        scores.masked_fill_(repeated | special, lowest)
-        if seen is not None:
-            scores.masked_fill_((proposed[:, :, None] == seen[:, None, :]).any(-1), lowest)
-        scores, order = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
-        return scores, proposed.gather(1, order)
 
 
 class Bert4RecForCausalLM(Bert4RecForMaskedLM):

@@ -1,5 +1,8 @@
 """A saved model directory, checked before it is loaded: what is missing or wrong in it is said in one line that
-names the file, instead of a load report or an IndexError later."""
+names the file, instead of a load report or an IndexError later; and the permissions of what is saved.
+
+This file imports only the standard library and safetensors: the modeling file imports it, and `save_pretrained`
+ships it for remote code."""
 
 import json
 import os
@@ -63,6 +66,19 @@ def check_model_directory(directory) -> None:
     if vocab_items != num_items:
         raise ValueError(f"{vocab_file} lists {vocab_items} items but {config_file} says num_items={num_items}: the "
                          "tokenizer and the model come from different trainings")
+
+
+def with_ordinary_permissions(directory) -> None:
+    """
+    safetensors writes its files readable by their owner only (mode 0600, through a private temporary file); give
+    the weights in `directory` the permissions of any other file written there (0644 under the usual umask), so that
+    a model saved by one user, a service or a container can be read by another.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in Path(directory).glob("*.safetensors"):
+        os.chmod(path, 0o666 & ~umask)
+
 
 
 def _item_embedding_rows(path: Path) -> tuple[int | None, Path]:

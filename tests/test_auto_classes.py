@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
@@ -29,12 +30,16 @@ def test_auto_classes_load_a_local_directory(tmp_path, trained_beauty_model, bea
 
 def test_saved_directory_carries_the_code_for_trust_remote_code(tmp_path, trained_beauty_model, beauty_tokenizer):
     save_model_and_tokenizer(tmp_path, trained_beauty_model, beauty_tokenizer)
-    for name in ("modeling_bert4rec.py", "configuration_bert4rec.py", "tokenization_bert4rec.py"):
+    for name in SHIPPED_CODE:
         assert (tmp_path / name).is_file()
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModel"] == "modeling_bert4rec.Bert4RecModel"
     assert auto_map["AutoModelForMaskedLM"] == "modeling_bert4rec.Bert4RecForMaskedLM"
 
+
+# The modeling file and the files it imports relatively, which `save_pretrained` copies beside the weights.
+SHIPPED_CODE = ("modeling_bert4rec.py", "configuration_bert4rec.py", "tokenization_bert4rec.py", "loss_bert4rec.py",
+                "recommendation_bert4rec.py", "dropout_bert4rec.py", "saved_model.py")
 
 REMOTE_CODE_SCRIPT = textwrap.dedent(
     """
@@ -52,7 +57,11 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
     encoder = AutoModel.from_pretrained(directory, trust_remote_code=True)
     batch = tokenizer(histories, return_tensors="pt")
     result = model.recommend(**batch, top_k=10)
+    labels = batch["input_ids"].masked_fill(batch["input_ids"] != 1, -100)  # the [MASK] of each history...
+    labels[labels == 1] = batch["input_ids"][:, -2]  # ...labelled with its last item: the chunked loss's path
+    loss = model(**batch, labels=labels, return_logits=False).loss.item()
     print(json.dumps({
+        "loss": loss,
         "model_module": type(model).__module__,
         "encoder_class": type(encoder).__name__,
         "tokenizer_module": type(tokenizer).__module__,
@@ -82,3 +91,9 @@ def test_trust_remote_code_works_where_bert4rec_hf_cannot_be_imported(
     local = trained_beauty_model.recommend(**beauty_tokenizer(histories, return_tensors="pt"), top_k=10)
     assert remote["items"] == [beauty_tokenizer.decode(row) for row in local.token_ids]
     assert remote["title"] == f"Beauty product {histories[0][0]}"
+    batch = beauty_tokenizer(histories, return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(batch["input_ids"] != 1, -100)
+    labels[labels == 1] = batch["input_ids"][:, -2]
+    local_loss = trained_beauty_model(**batch, labels=labels, return_logits=False).loss.item()
+    assert remote["loss"] == pytest.approx(local_loss, rel=1e-6)
+    assert {path.name for path in (tmp_path / "hf_home").rglob("*.py")} >= set(SHIPPED_CODE)

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM
-from bert4rec_hf.modeling_bert4rec import Bert4RecDropout
+from bert4rec_hf.dropout_bert4rec import Bert4RecDropout
 
 
 @pytest.mark.parametrize("p", [0.1, 0.2, 0.5])

@@ -240,7 +240,7 @@ def test_blockwise_training_loss_has_the_loss_and_gradients_of_full_logits(beaut
 
 @pytest.mark.parametrize("by_item_chunks", [False, True], ids=["row-blocks", "item-chunks"])
 def test_the_blockwise_loss_is_exact_over_many_pieces(beauty_tokenizer, by_item_chunks):
-    from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
+    from bert4rec_hf.loss_bert4rec import ChunkedLinearCrossEntropy
 
     torch.manual_seed(0)
     vocab = beauty_tokenizer.vocab_size
@@ -265,7 +265,7 @@ def test_the_blockwise_loss_is_exact_over_many_pieces(beauty_tokenizer, by_item_
 
 @pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bfloat16-autocast"])
 def test_the_item_chunks_loss_is_exact_where_a_logit_dwarfs_the_target(autocast):
-    from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
+    from bert4rec_hf.loss_bert4rec import ChunkedLinearCrossEntropy
 
     # Pass 1 sums exp(logit - target logit): row 0's item 7 scores 200 above its target, past what float32's exp
     # holds, so that row must take the maximum instead; row 1 is an ordinary row (small, so that item 7's rounding to
@@ -294,7 +294,7 @@ def test_the_item_chunks_loss_is_exact_where_a_logit_dwarfs_the_target(autocast)
 
 @pytest.mark.parametrize("bias_offset", [0.0, 40.0])
 def test_the_item_chunks_products_run_in_bfloat16_under_autocast_within_its_precision(bias_offset):
-    from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
+    from bert4rec_hf.loss_bert4rec import ChunkedLinearCrossEntropy
 
     # Logits near 40 (the offset): bfloat16 holds 40.1 as 40.0, so the bias and the shift must travel as two columns
     # each; with one, the gradients were 3-4% off here.
@@ -316,7 +316,7 @@ def test_the_item_chunks_products_run_in_bfloat16_under_autocast_within_its_prec
 
 
 def test_the_blockwise_loss_scales_its_gradients_and_refuses_a_second_backward():
-    from bert4rec_hf.modeling_bert4rec import ChunkedLinearCrossEntropy
+    from bert4rec_hf.loss_bert4rec import ChunkedLinearCrossEntropy
 
     torch.manual_seed(0)
     hidden, weight = torch.randn(6, 4, requires_grad=True), torch.randn(20, 4, requires_grad=True)

@@ -18,7 +18,8 @@ from ..configuration_bert4rec import Bert4RecConfig
 from ..data import (DataCollatorForMaskedItemModeling, DataCollatorForNextItemPrediction, LengthGroupedSampler,
                     sliding_windows)
 from ..evaluation import evaluate_next_item, item_popularity
-from ..modeling_bert4rec import Bert4RecForCausalLM, Bert4RecForMaskedLM, with_ordinary_permissions
+from ..modeling_bert4rec import Bert4RecForCausalLM, Bert4RecForMaskedLM
+from ..saved_model import with_ordinary_permissions
 from .optimizer import LazyAdamW, clip_grad_norm
 from .schedule import BudgetProgress, TrainingClock, budget_spent, build_scheduler
 

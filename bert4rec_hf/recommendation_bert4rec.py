@@ -1,0 +1,155 @@
+"""Serving a trained model: next-item scores, the top-k of a catalogue of any size, exactly or through an item index.
+`Bert4RecRecommendationMixin` is to `Bert4RecForMaskedLM` what `GenerationMixin` is to a language model.
+
+This file imports only torch and transformers, so that `save_pretrained` can ship it beside the modeling file.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class Bert4RecRecommendationOutput(ModelOutput):
+    r"""
+    scores (`torch.FloatTensor` of shape `(batch_size, top_k)`): the model's scores of the recommended items, best
+    first.
+    token_ids (`torch.LongTensor` of shape `(batch_size, top_k)`): their token ids (`Bert4RecTokenizer.decode` maps
+    them to item ids).
+    """
+
+    scores: torch.FloatTensor | None = None
+    token_ids: torch.LongTensor | None = None
+
+
+def exclude_from_scores(scores: torch.Tensor, input_ids: torch.Tensor, exclude_seen: bool = True,
+                        candidate_token_ids: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+    """
+    Gives the lowest float, in place, to the items of each sequence (`exclude_seen`) and to non-candidates. `scores`
+    may hold a block of the tokens, `start` onwards.
+    """
+    lowest = torch.finfo(scores.dtype).min
+    end = start + scores.shape[-1]
+    if exclude_seen:
+        rows, positions = ((input_ids >= start) & (input_ids < end)).nonzero(as_tuple=True)
+        scores[rows, input_ids[rows, positions] - start] = lowest
+    if candidate_token_ids is not None:
+        allowed = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+        wanted = candidate_token_ids[(candidate_token_ids >= start) & (candidate_token_ids < end)]
+        allowed[wanted - start] = True
+        scores.masked_fill_(~allowed, lowest)
+    return scores
+
+
+
+class Bert4RecRecommendationMixin:
+    """
+    What a trained `Bert4RecForMaskedLM` (or `Bert4RecForCausalLM`) serves with: its `bert4rec` encoder, its `head`
+    and its query positions (`query_position_mask`) give each history's query vector; the item table and the head's
+    bias score the catalogue.
+    """
+
+    # How many items `recommend` scores at a time (see there). 65,536 items x 256 histories: 64 MB of scores.
+    recommend_block_items = 1 << 16
+
+    @torch.no_grad()
+    def query_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        `(batch_size, hidden_size)`: each sequence's hidden state at its query position, through the head's transform.
+        An item's score is this vector's dot product with the item's embedding, plus the item's bias.
+        """
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        hidden_states = self.bert4rec(input_ids, attention_mask=attention_mask, return_dict=True,
+                                      positions_to_keep=self.query_position_mask(input_ids, attention_mask))
+        return self.head.transform(hidden_states.last_hidden_state)
+
+    @torch.no_grad()
+    def next_item_scores(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        exclude_seen: bool | None = None,
+        candidate_token_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""
+        Scores `(batch_size, vocab_size)` of every token as each sequence's next item, read at its last real position
+        (the `[MASK]` that `Bert4RecTokenizer(...)` appends). Special tokens, items already in the sequence
+        (`exclude_seen`; by default `config.exclude_seen_items`) and items outside `candidate_token_ids` get the lowest
+        float. `recommend` and the evaluation
+        both rank these scores, so what is measured is what is served.
+        """
+        logits = self.forward(input_ids, attention_mask=attention_mask).logits.float()
+        exclude_seen = self.config.exclude_seen_items if exclude_seen is None else exclude_seen
+        return exclude_from_scores(logits, input_ids, exclude_seen, candidate_token_ids)
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        top_k: int = 10,
+        exclude_seen: bool | None = None,
+        candidate_token_ids: torch.Tensor | None = None,
+        item_index=None,
+    ) -> Bert4RecRecommendationOutput:
+        r"""
+        The `top_k` next items of each sequence, best first (see `next_item_scores`). Each row is its own user's:
+        nothing is reordered across the batch. When fewer than `top_k` items are left to rank, the last columns hold
+        token id -1 and score -inf.
+
+        The catalogue is scored `recommend_block_items` items at a time, each block's top-k merged with the best so
+        far: memory holds a `(batch_size, recommend_block_items)` block, never a users x items matrix, whatever the
+        catalogue's size. The scores are `next_item_scores`', block by block.
+
+        `item_index` (a `bert4rec_hf.item_index.ItemIndex` of this model): score only the items that a nearest-neighbour
+        index proposes for each history (`top_k` plus room for the history's own items), exactly, with these weights.
+        Approximate: an item the index does not propose is missed. Not with `candidate_token_ids`.
+        """
+        exclude_seen = self.config.exclude_seen_items if exclude_seen is None else exclude_seen
+        queries = self.query_vectors(input_ids, attention_mask)
+        top_k = min(top_k, self.config.num_items)
+        seen = input_ids if exclude_seen else None
+        if item_index is None:
+            scores, token_ids = self.top_k_block_by_block(queries, seen, candidate_token_ids, top_k)
+        elif candidate_token_ids is not None:
+            raise ValueError("recommend: candidate_token_ids are ranked exactly; leave out item_index")
+        else:
+            proposed = item_index.search(queries, top_k + input_ids.shape[1])  # room for the history's own items
+            scores, token_ids = self.top_k_of_proposed(queries, proposed, seen, top_k)
+        excluded = scores == torch.finfo(scores.dtype).min
+        token_ids.masked_fill_(excluded, -1)
+        scores.masked_fill_(excluded, float("-inf"))
+        return Bert4RecRecommendationOutput(scores=scores, token_ids=token_ids)
+
+    def top_k_block_by_block(self, queries, seen, candidate_token_ids, top_k):
+        """The exact top-k over the catalogue, `recommend_block_items` at a time; excluded items score lowest."""
+        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
+        scores = token_ids = None
+        for start in range(0, item_embeddings.shape[0], self.recommend_block_items):
+            block = self.head.block_scores(queries, item_embeddings, start, start + self.recommend_block_items).float()
+            block = exclude_from_scores(block, seen, seen is not None, candidate_token_ids, start)
+            block_scores, block_ids = block.topk(min(top_k, block.shape[-1]), dim=-1)
+            block_ids += start
+            if scores is not None:  # the best of the blocks so far and this one
+                both = torch.cat([scores, block_scores], dim=-1)
+                block_scores, order = both.topk(min(top_k, both.shape[-1]), dim=-1)
+                block_ids = torch.cat([token_ids, block_ids], dim=-1).gather(1, order)
+            scores, token_ids = block_scores, block_ids
+        return scores, token_ids
+
+    def top_k_of_proposed(self, queries, proposed, seen, top_k):
+        """The top-k of each row's `proposed` token ids, scored exactly; repeats and seen items score lowest."""
+        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
+        scores = torch.einsum("bh,bkh->bk", queries, item_embeddings[proposed]) + self.head.bias[proposed]
+        scores = scores.float()
+        lowest = torch.finfo(scores.dtype).min
+        repeated = (proposed[:, :, None] == proposed[:, None, :]).tril(-1).any(-1)
+        special = torch.isin(proposed, proposed.new_tensor(self.head.special_token_ids))
+        scores.masked_fill_(repeated | special, lowest)
+        if seen is not None:
+            scores.masked_fill_((proposed[:, :, None] == seen[:, None, :]).any(-1), lowest)
+        scores, order = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
+        return scores, proposed.gather(1, order)
+
