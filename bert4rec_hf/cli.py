@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 
 from .data.sources import SOURCES
@@ -157,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # What bad input raises: a file that is missing or wrong, a value that is out of place, an unknown item id.
-BAD_INPUT = (ValueError, KeyError, OSError, SafetensorError)
+# StrictDataclassError: a configuration whose fields fail their validation (Bert4RecConfig is a strict dataclass).
+BAD_INPUT = (ValueError, KeyError, OSError, SafetensorError, StrictDataclassError)
 
 
 def exit_on_bad_input(program: str, main, *args) -> int:

@@ -397,6 +397,23 @@ class Bert4RecPredictionHead(nn.Module):
         return sampled_item_loss(self.transform(hidden_states), item_embeddings, self.bias, targets, negatives,
                                  log_expected_counts, config.loss_type, beta, sparse=sparse)
 
+    def resize(self, vocab_size: int, mean_resizing: bool = True) -> None:
+        """
+        Follows the item table to `vocab_size` rows (`resize_token_embeddings`): old items keep their bias and
+        sampling weight exactly; a new one's bias starts at the items' mean (`mean_resizing`, as Transformers starts a
+        new token's embedding at the mean of the others': a new item then scores as an average item would) or at 0, and
+        its sampling weight at one, the count of an item never seen.
+        """
+        old, keep = len(self.bias), min(len(self.bias), vocab_size)
+        bias = self.bias.data.new_zeros(vocab_size)
+        bias[:keep] = self.bias.data[:keep]
+        if vocab_size > old and mean_resizing:
+            bias[old:] = self.bias.data[len(self.special_token_ids):].mean()
+        self.bias = nn.Parameter(bias, requires_grad=self.bias.requires_grad)
+        weights = self.sampling_weights.new_ones(vocab_size)
+        weights[:keep] = self.sampling_weights[:keep]
+        self.sampling_weights = weights
+
     def block_scores(self, queries: torch.Tensor, item_embeddings: torch.Tensor, start: int = 0,
                      end: int | None = None) -> torch.Tensor:
         """Scores `(..., end - start)` of tokens `start:end` for transformed hidden states; special tokens lowest."""
@@ -427,12 +444,6 @@ class Bert4RecMaskedLMOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-def last_real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last non-padding position of each row: the `[MASK]` a next-item query ends with."""
-    seq_len = attention_mask.shape[-1]
-    return seq_len - 1 - attention_mask.long().flip(-1).argmax(-1)
 
 
 class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecPreTrainedModel):
@@ -469,27 +480,12 @@ class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecPreTrainedModel):
         weights[list(self.head.special_token_ids)] = 0.0
         self.head.sampling_weights.copy_(weights)
 
-    def query_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """
-        Where each sequence's next item is read: its last real position, the `[MASK]` that `Bert4RecTokenizer`
-        appends. A causal model (`config.is_decoder`) reads the item before that `[MASK]` instead: it was trained to
-        predict the next item there, and under causal attention the `[MASK]` after it changes nothing.
-        """
-        positions = last_real_positions(attention_mask)
-        if self.config.is_decoder:
-            rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-            before = (positions - 1).clamp(min=0)
-            item_before_mask = (input_ids[rows, positions] == self.config.mask_token_id) & (positions > 0) & \
-                attention_mask[rows, before].bool()
-            positions = torch.where(item_before_mask, before, positions)
-        return positions
-
-    def query_position_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """`(batch_size, sequence_length)` booleans, true at each sequence's query position (`query_positions`)."""
-        keep = torch.zeros_like(input_ids, dtype=torch.bool)
-        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-        keep[rows, self.query_positions(input_ids, attention_mask)] = True
-        return keep
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        # Transformers resizes the item table (and `resize_token_embeddings` sets config.vocab_size, so num_items);
+        # the head's bias and sampling weights follow it.
+        embeddings = super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.head.resize(embeddings.weight.shape[0], mean_resizing)
+        return embeddings
 
     def item_scores(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Scores of every token for some hidden states `(..., H) -> (..., vocab)`; special tokens score lowest."""

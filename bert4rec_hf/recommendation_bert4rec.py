@@ -42,6 +42,11 @@ def exclude_from_scores(scores: torch.Tensor, input_ids: torch.Tensor, exclude_s
     return scores
 
 
+def last_real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-padding position of each row: the `[MASK]` a next-item query ends with."""
+    seq_len = attention_mask.shape[-1]
+    return seq_len - 1 - attention_mask.long().flip(-1).argmax(-1)
+
 
 class Bert4RecRecommendationMixin:
     """
@@ -52,6 +57,28 @@ class Bert4RecRecommendationMixin:
 
     # How many items `recommend` scores at a time (see there). 65,536 items x 256 histories: 64 MB of scores.
     recommend_block_items = 1 << 16
+
+    def query_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """
+        Where each sequence's next item is read: its last real position, the `[MASK]` that `Bert4RecTokenizer`
+        appends. A causal model (`config.is_decoder`) reads the item before that `[MASK]` instead: it was trained to
+        predict the next item there, and under causal attention the `[MASK]` after it changes nothing.
+        """
+        positions = last_real_positions(attention_mask)
+        if self.config.is_decoder:
+            rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+            before = (positions - 1).clamp(min=0)
+            item_before_mask = (input_ids[rows, positions] == self.config.mask_token_id) & (positions > 0) & \
+                attention_mask[rows, before].bool()
+            positions = torch.where(item_before_mask, before, positions)
+        return positions
+
+    def query_position_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`(batch_size, sequence_length)` booleans, true at each sequence's query position (`query_positions`)."""
+        keep = torch.zeros_like(input_ids, dtype=torch.bool)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        keep[rows, self.query_positions(input_ids, attention_mask)] = True
+        return keep
 
     @torch.no_grad()
     def query_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,8 +104,7 @@ class Bert4RecRecommendationMixin:
         Scores `(batch_size, vocab_size)` of every token as each sequence's next item, read at its last real position
         (the `[MASK]` that `Bert4RecTokenizer(...)` appends). Special tokens, items already in the sequence
         (`exclude_seen`; by default `config.exclude_seen_items`) and items outside `candidate_token_ids` get the lowest
-        float. `recommend` and the evaluation
-        both rank these scores, so what is measured is what is served.
+        float. `recommend` and the evaluation both rank these scores, so what is measured is what is served.
         """
         logits = self.forward(input_ids, attention_mask=attention_mask).logits.float()
         exclude_seen = self.config.exclude_seen_items if exclude_seen is None else exclude_seen

@@ -150,6 +150,28 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
         # Text input is a history written as item ids separated by commas or spaces.
         return text.replace(",", " ").split()
 
+    def add_items(self, items: Sequence, titles: dict | None = None) -> int:
+        """
+        Appends the items not in the vocabulary yet (in the order given) after the others: every old item keeps its
+        token id. `titles` (item id -> title) may name new and old items. Returns how many items were added, as
+        `add_tokens` does; then `model.resize_token_embeddings(len(tokenizer))` grows the model to match.
+        """
+        new = [str(item) for item in dict.fromkeys(items) if str(item) not in self._token_to_id]
+        _write_vocab_file(os.devnull, new)  # the same checks as saving: no empty id, no line break
+        if self.item_id_type == "int":
+            for token in new:
+                if not token.lstrip("-").isdigit():
+                    raise ValueError(f"add_items: item id {token!r} is not an int, and this catalogue's ids are ints")
+        for token in new:
+            self._token_to_id[token] = len(self._id_to_token)
+            self._id_to_token.append(token)
+        self._titles.update({str(item): title for item, title in (titles or {}).items()
+                             if str(item) in self._token_to_id})
+        return len(new)
+
+    def __len__(self) -> int:
+        return len(self._id_to_token)
+
     def is_item_token(self, token_id: int) -> bool:
         return 2 <= token_id < len(self._id_to_token)
 

@@ -29,8 +29,8 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration
 from transformers.utils import logging as transformers_logging
 
+from bert4rec_hf import Bert4RecConfig
 from bert4rec_hf.cli import OneLineArgumentParser, exit_on_bad_input
-from bert4rec_hf.configuration_bert4rec import LOSS_TYPES, NEGATIVE_SAMPLING, POSITION_EMBEDDING_TYPES
 from bert4rec_hf.data import guess_format
 from bert4rec_hf.evaluation import PopularityRecommender, evaluate_next_item
 from bert4rec_hf.hub import push_model
@@ -57,8 +57,8 @@ def parse_args(argv=None):
     data.add_argument("--output_dir", type=Path, required=True)
     recipe = parser.add_argument_group("recipe (defaults: the built-in data set's, or read from the data)")
     recipe.add_argument("--recipe", type=Path, default=None, help="a run's recipe.json, to train with it again")
-    choices = {"objective": OBJECTIVES, "position_embedding_type": POSITION_EMBEDDING_TYPES, "loss_type": LOSS_TYPES,
-               "negative_sampling": NEGATIVE_SAMPLING}
+    choices = {"objective": OBJECTIVES, **{name: get_args(Bert4RecConfig.__annotations__[name]) for name in
+                                           ("position_embedding_type", "loss_type", "negative_sampling")}}
     for field in fields(Recipe):
         if field.type is bool:
             recipe.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=None)

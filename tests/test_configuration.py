@@ -1,4 +1,5 @@
 import pytest
+from huggingface_hub.errors import StrictDataclassError
 
 from bert4rec_hf import Bert4RecConfig
 
@@ -25,8 +26,8 @@ def test_default_config_is_the_papers_architecture():
         ({"position_embedding_type": "relative_key"}, "position_embedding_type"),
     ],
 )
-def test_impossible_settings_raise_a_value_error_naming_the_field(settings, field):
-    with pytest.raises(ValueError, match=field):
+def test_impossible_settings_raise_a_validation_error_naming_the_field(settings, field):
+    with pytest.raises(StrictDataclassError, match=field):
         Bert4RecConfig(**settings)
 
 
@@ -41,5 +42,16 @@ def test_a_saved_config_with_impossible_settings_fails_to_load(tmp_path):
     Bert4RecConfig(num_items=10).save_pretrained(tmp_path)
     text = (tmp_path / "config.json").read_text().replace('"num_items": 10', '"num_items": -3')
     (tmp_path / "config.json").write_text(text)
-    with pytest.raises(ValueError, match="num_items"):
+    with pytest.raises(StrictDataclassError, match="num_items"):
         Bert4RecConfig.from_pretrained(tmp_path)
+
+
+def test_vocab_size_and_num_items_set_each_other_and_stay_validated():
+    config = Bert4RecConfig(num_items=10)
+    config.vocab_size = 1002  # what resize_token_embeddings writes
+    assert (config.num_items, config.vocab_size) == (1000, 1002)
+    config.num_items = 5
+    assert config.vocab_size == 7
+    with pytest.raises(StrictDataclassError, match="num_items"):
+        config.vocab_size = 2  # no item left
+    assert "vocab_size" not in config.to_dict()  # saved once, as num_items
