@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import torch
 
@@ -80,7 +79,7 @@ def measure_one(num_items: int, loss: str, steps: int, warmup: int) -> dict:
         token_frequencies = torch.cat([torch.zeros(1, dtype=torch.float64), frequencies])  # token id = item id + 1
         model.set_item_frequencies(token_frequencies * BATCH_SIZE * MAX_LENGTH * 1000)
     model.use_sparse_item_gradients()  # a no-op for the full softmax, whose gradient reads every row
-    optimizer = configure_optimizer(model, SimpleNamespace(weight_decay=0.01, learning_rate=1e-3))
+    optimizer = configure_optimizer(model, learning_rate=1e-3, weight_decay=0.01)
     model.train()
     seconds, phases = [], {phase: [] for phase in PHASES}
     for index, batch in enumerate(batches):

@@ -14,15 +14,21 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("BERT4REC_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-def median_ms(function, repeats: int) -> float:
-    """Median milliseconds of `repeats` calls of `function`, after one untimed call."""
-    function()
+def call_seconds(function, repeats: int, warmup: int = 0) -> list[float]:
+    """Seconds of each of `repeats` calls of `function`, after `warmup` untimed ones: the one timing loop of bench/."""
+    for _ in range(warmup):
+        function()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return times
+
+
+def median_ms(function, repeats: int) -> float:
+    """Median milliseconds of `repeats` calls of `function`, after one untimed call."""
+    return statistics.median(call_seconds(function, repeats, warmup=1)) * 1000
 
 
 def find_data_file(*candidates: Path) -> Path:

@@ -15,7 +15,6 @@ last_block_speedup_beauty=<y> inference_speedup_ml1m=<z>` (every position's time
 import argparse
 import statistics
 import time
-from types import SimpleNamespace
 
 import torch
 
@@ -42,10 +41,10 @@ def recipe_model_and_batches(name: str, count: int):
     tokenizer = Bert4RecTokenizer.from_sequences(sequences, model_max_length=recipe.max_length)
     # All but each user's test item, as training sees them.
     examples = training_examples(recipe, [tokenizer.convert_items_to_ids(sequence[:-1]) for sequence in sequences])
-    settings = SimpleNamespace(**recipe.to_dict(), group_by_length=True, seed=0)
     torch.manual_seed(0)
-    batches = [batch for batch, _ in zip(build_loader(settings, examples, tokenizer), range(count))]
-    return build_model(recipe, tokenizer), batches
+    loader = build_loader(recipe, examples, tokenizer.vocab_size, group_by_length=True, seed=0)
+    batches = [batch for batch, _ in zip(loader, range(count))]
+    return build_model(recipe, tokenizer.num_items), batches
 
 
 def training_speedup(name: str, model, batches) -> float:

@@ -14,9 +14,10 @@ chunks' time says how much of the loss is arithmetic (compute-bound) rather than
 
 import argparse
 import statistics
-import time
 
 import torch
+
+from common import call_seconds
 
 from bert4rec_hf.loss_bert4rec import ChunkedLinearCrossEntropy
 
@@ -32,15 +33,6 @@ def inputs(num_items: int):
     return hidden, weight, bias, targets
 
 
-def median_seconds(step, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def loss_seconds(num_items: int, by_item_chunks: bool, repeats: int) -> float:
     hidden, weight, bias, targets = inputs(num_items)
     special = torch.tensor([0, 1])
@@ -49,7 +41,7 @@ def loss_seconds(num_items: int, by_item_chunks: bool, repeats: int) -> float:
         ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, special, None, by_item_chunks).backward()
         hidden.grad = weight.grad = bias.grad = None
 
-    return median_seconds(step, repeats)
+    return statistics.median(call_seconds(step, repeats))
 
 
 def chunk_products_seconds(num_items: int, repeats: int) -> float:
@@ -69,7 +61,7 @@ def chunk_products_seconds(num_items: int, repeats: int) -> float:
             grad_hidden.addmm_(logits, weight[start : start + chunk])
             torch.mm(logits.t(), hidden, out=grad_weight[start : start + chunk])
 
-    return median_seconds(step, repeats)
+    return statistics.median(call_seconds(step, repeats))
 
 
 def main():

@@ -6,7 +6,7 @@
 
 Every variant is `examples/train.py --dataset NAME` plus its own flags, with the same time budget, and all run at
 once, one thread each, so each gets the same share of the machine and they compare per wall-clock second as well
-as per epoch. Test is never evaluated (`--no-evaluate_test`): a recipe chosen on test numbers would make the
+as per epoch. Test is never evaluated (`--no_evaluate_test`): a recipe chosen on test numbers would make the
 quality table dishonest. Prints each variant's validation NDCG@10 (full ranking) every few epochs and its best.
 A short budget favours whatever learns fastest, so read the curves, not only the best value.
 """
@@ -36,7 +36,7 @@ def variant_dir(args, name: str) -> Path:
 def launch(args, name: str, flags: list[str], threads: int) -> subprocess.Popen:
     return launch_training(args.dataset, args.data_dir, variant_dir(args, name),
                            ["--max_train_time", str(args.max_train_time), "--max_eval_users", str(args.max_eval_users),
-                            "--no-evaluate_test", *flags], threads)
+                            "--no_evaluate_test", *flags], threads)
 
 
 def summary(name: str, history: list[dict], every: int) -> str:

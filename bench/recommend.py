@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, pipeline
 
-from common import REPO, SHARED_DATA, find_data_file
+from common import REPO, SHARED_DATA, call_seconds, find_data_file
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecTokenizer
 from bert4rec_hf.data import load_sequences
@@ -45,15 +45,6 @@ CATALOGUES = {
     "ml-1m": ((SHARED_DATA / "ml-1m/ml-1m.txt",), 200),
     "beauty": ((REPO / "data/beauty/beauty.txt", SHARED_DATA / "beauty/beauty.txt"), 50),
 }
-
-
-def timed(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def measure(name, repeats, top_k=10, batch_size=256):
@@ -70,7 +61,7 @@ def measure(name, repeats, top_k=10, batch_size=256):
 
     one = histories[0]
     recommend(one, top_k=top_k)  # warm up
-    single = sorted(timed(lambda: recommend(one, top_k=top_k), repeats * 5))
+    single = sorted(call_seconds(lambda: recommend(one, top_k=top_k), repeats * 5))
     p50, p99 = statistics.median(single) * 1000, single[min(len(single) - 1, int(0.99 * len(single)))] * 1000
 
     batch = list(histories[:batch_size])
@@ -86,8 +77,8 @@ def measure(name, repeats, top_k=10, batch_size=256):
 
     floor()
     recommend(batch, top_k=top_k, batch_size=batch_size)
-    floor_s = statistics.median(timed(floor, repeats))
-    pipeline_s = statistics.median(timed(lambda: recommend(batch, top_k=top_k, batch_size=batch_size), repeats))
+    floor_s = statistics.median(call_seconds(floor, repeats))
+    pipeline_s = statistics.median(call_seconds(lambda: recommend(batch, top_k=top_k, batch_size=batch_size), repeats))
     users_per_s = batch_size / pipeline_s
     ratio = pipeline_s / floor_s
     print(f"{name}: items={tokenizer.num_items} max_length={max_length} threads={torch.get_num_threads()} "
@@ -147,8 +138,8 @@ def measure_million(num_items, train_seconds, model_dir, repeats, top_k=10, batc
                                    item_index=item_index)
 
         one(), batch()  # warm up
-        p50 = statistics.median(timed(one, repeats)) * 1000
-        users_per_s = batch_size / statistics.median(timed(batch, max(3, repeats // 10)))
+        p50 = statistics.median(call_seconds(one, repeats)) * 1000
+        users_per_s = batch_size / statistics.median(call_seconds(batch, max(3, repeats // 10)))
         results[name] = (p50, users_per_s)
         print(f"million: items={num_items} {name} one_history_p50_ms={p50:.2f} batch{batch_size}_users_per_s="
               f"{users_per_s:.0f} threads={torch.get_num_threads()}", flush=True)

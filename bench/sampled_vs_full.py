@@ -4,7 +4,7 @@
     cd bench; python sampled_vs_full.py --dataset ml-1m --max_train_time 1800 \\
         --sampled "uniform-1024=--loss_type sampled_softmax --num_negatives 1024"
 
-Every run is `examples/train.py --dataset NAME` with the data set's own recipe, `--no-refit` (so the budget is all the
+Every run is `examples/train.py --dataset NAME` with the data set's own recipe, `--no_refit` (so the budget is all the
 training a run gets) and the same `--max_train_time`: one with `--loss_type full`, the others with the sampled losses
 given by --sampled (default: the batch's distinct targets as negatives, with the log-Q correction, which is what the
 recipes read from the data pick for large catalogues). They run side by side, a thread each, so every run has the
@@ -57,7 +57,7 @@ def main():
 
     if not args.report_only:
         threads = max(1, (os.cpu_count() or 1) // len(runs))
-        common_flags = ["--max_train_time", str(args.max_train_time), "--no-refit", *shlex.split(args.flags)]
+        common_flags = ["--max_train_time", str(args.max_train_time), "--no_refit", *shlex.split(args.flags)]
         running = [(name, launch_training(args.dataset, args.data_dir, root / name, common_flags + flags, threads))
                    for name, flags in runs]
         failed = [name for name, process in running if process.wait() != 0]

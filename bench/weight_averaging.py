@@ -1,7 +1,7 @@
 """Which epochs to average: validation NDCG@10 of the mean weights of a run's epochs, from each first epoch given.
 
     python examples/train.py --dataset beauty --data_dir DATA --output_dir RUN --checkpointing_steps epoch \
-        --average_weights_from 1 --no-evaluate_test --no-refit
+        --average_weights_from 1 --no_evaluate_test --no_refit
     python bench/weight_averaging.py --run RUN --data DATA/beauty/beauty.txt --first_epochs 1 6 11 16 21 31
 
 For each first epoch F, the weights saved at the end of epochs F to the run's last (its `checkpoints/epoch_N`) are

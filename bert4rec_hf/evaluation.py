@@ -40,14 +40,6 @@ def metrics_from_ranks(ranks, prefix: str = "") -> dict[str, float]:
     return metrics
 
 
-def item_popularity(train_token_sequences: Sequence[Sequence[int]], vocab_size: int) -> np.ndarray:
-    """How often each token id occurs in the training sequences (the popularity the pop100 sampler draws by)."""
-    counts = np.zeros(vocab_size, dtype=np.float64)
-    flat = np.fromiter((t for sequence in train_token_sequences for t in sequence), dtype=np.int64)
-    np.add.at(counts, flat, 1.0)
-    return counts
-
-
 class PopularityRecommender(torch.nn.Module):
     """
     Recommends the items most often seen in training, the ones a user has not seen first: the floor any model must

@@ -22,7 +22,8 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 import bert4rec_hf  # noqa: F401  (registers the bert4rec model type)
 from bert4rec_hf.cli import OneLineArgumentParser, exit_on_bad_input
 from bert4rec_hf.data import leave_one_out, load_sequences
-from bert4rec_hf.evaluation import PROTOCOLS, evaluate_next_item, item_popularity
+from bert4rec_hf.data import item_popularity
+from bert4rec_hf.evaluation import PROTOCOLS, evaluate_next_item
 from bert4rec_hf.saved_model import resolve_model
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bert4rec_hf.evaluation import (item_popularity, metrics_from_ranks, ranks_of_targets, sample_negatives)
+from bert4rec_hf.data import item_popularity
+from bert4rec_hf.evaluation import metrics_from_ranks, ranks_of_targets, sample_negatives
 
 
 def test_metrics_of_a_hand_computed_example():

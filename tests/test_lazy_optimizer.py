@@ -43,13 +43,12 @@ def test_sparse_and_dense_steps_mix_in_the_fused_kernel_as_in_the_default_one():
 
 
 def test_training_uses_the_fused_kernel():
-    from types import SimpleNamespace
 
     from bert4rec_hf.training.run import configure_optimizer
 
     model = Bert4RecForMaskedLM(Bert4RecConfig(num_items=50, hidden_size=16, intermediate_size=32,
                                                max_position_embeddings=10))
-    optimizer = configure_optimizer(model, SimpleNamespace(weight_decay=0.01, learning_rate=1e-3))
+    optimizer = configure_optimizer(model, learning_rate=1e-3, weight_decay=0.01)
     assert all(group["fused"] for group in optimizer.param_groups)
 
 

@@ -1,15 +1,15 @@
 """Recipes: the built-in ones as data, and candidates read from a data set's statistics and budget alone."""
 
-import importlib.util
 import json
 
 import pytest
 
 from bert4rec_hf.data import load_sequences
-from bert4rec_hf.training import BUILT_IN_DATA_SETS, DataStatistics, Recipe, read_recipe, recipe_candidates
-from bert4rec_hf.training.recipes import write_recipe
+from bert4rec_hf.training import (BUILT_IN_DATA_SETS, DataStatistics, Recipe, TrainingArgumentParser, candidate_recipes,
+                                  read_recipe, recipe_candidates)
+from bert4rec_hf.training.recipes import BUILT_IN_RECIPES, write_recipe
 
-from conftest import BUNDLED_BEAUTY, REPO, shared_data
+from conftest import BUNDLED_BEAUTY, shared_data
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +89,30 @@ def test_a_large_catalogue_gives_the_causal_candidate_in_batch_negatives(beauty_
     assert recipe_candidates(movielens)[1].loss_type == "full"
 
 
-def test_the_training_script_takes_a_built_in_recipe_by_objective_and_flags_override_it(tmp_path):
-    spec = importlib.util.spec_from_file_location("train_script", REPO / "examples" / "train.py")
-    train_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_script)
+def test_the_command_line_takes_a_built_in_recipe_by_objective_and_flags_override_it(tmp_path, beauty_statistics):
+    parser = TrainingArgumentParser()
 
-    def recipes(*flags):
-        return train_script.candidate_recipes(train_script.parse_args(["--dataset", "beauty", "--output_dir",
-                                                                       str(tmp_path), *flags]), None)
+    def recipes(*flags, dataset="beauty"):
+        data_args, overrides, args = parser.parse(["--dataset", dataset, "--output_dir", str(tmp_path), *flags])
+        return candidate_recipes(data_args, overrides, args, beauty_statistics)
 
     assert recipes() == [BUILT_IN_DATA_SETS["beauty"].recipe]
     assert recipes("--objective", "cloze") == [BUILT_IN_DATA_SETS["beauty"].recipe_for("cloze")]
     assert recipes("--objective", "cloze", "--hidden_size", "64")[0].hidden_size == 64
+    assert recipes("--no_refit")[0].refit is False and recipes("--refit")[0].refit is True
+    # Read from the data: both objectives on the hour's budget; a budget in epochs or steps replaces the time budget.
+    bundled = str(BUNDLED_BEAUTY)
+    assert [(c.objective, c.max_train_time) for c in recipes(dataset=bundled)] == [("cloze", 3300), ("causal", 3300)]
+    assert [c.max_train_time for c in recipes("--num_train_epochs", "5", dataset=bundled)] == [None, None]
+    assert [c.max_train_time for c in recipes("--max_train_steps", "50", dataset=bundled)] == [None, None]
+    assert [c.max_train_time for c in recipes("--max_train_steps", "50", "--max_train_time", "60",
+                                              dataset=bundled)] == [60, 60]
+    assert [c.objective for c in recipes("--objective", "causal", dataset=bundled)] == ["causal"]
+
+
+def test_the_built_in_recipes_are_files_that_recipe_reads(tmp_path):
+    for path in sorted(BUILT_IN_RECIPES.glob("*.json")):
+        record = json.loads(path.read_text())
+        assert record["why"] and record["data_set"] in BUILT_IN_DATA_SETS
+        assert read_recipe(path) in BUILT_IN_DATA_SETS[record["data_set"]].recipes
+    assert len(list(BUILT_IN_RECIPES.glob("*.json"))) == sum(len(d.recipes) for d in BUILT_IN_DATA_SETS.values())

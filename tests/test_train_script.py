@@ -141,7 +141,7 @@ def test_the_linear_schedule_reaches_zero_when_the_time_budget_ends_first(tiny_b
 def test_a_run_told_not_to_evaluate_test_reports_validation_only(small_beauty, tmp_path):
     # bench/recipe_variants.py chooses recipes this way: nothing it reads may come from the test targets.
     output = tmp_path / "run"
-    run(train_command(small_beauty, output, "--max_train_steps", "5", "--no-evaluate_test", "--validation_users", "0"))
+    run(train_command(small_beauty, output, "--max_train_steps", "5", "--no_evaluate_test", "--validation_users", "0"))
     results = json.loads((output / "all_results.json").read_text())
     assert results["validation_full_ndcg@10"] >= 0 and results["validation_users"] == 1500
     assert not [key for key in results if key.startswith("test_")]
@@ -175,7 +175,7 @@ def test_weight_averaging_keeps_the_mean_of_the_epochs_past_its_start_and_resume
     # Three epochs, averaged from half the budget on: the second and third (at 2/3 and 3/3 of it), not the first.
     averaging = ("--num_train_epochs", "3", "--validation_users", "500", "--lr_scheduler_type", "linear",
                  "--average_weights_from", "0.5", "--checkpointing_steps", "epoch", "--checkpoints_total_limit", "0",
-                 "--no-evaluate_test")
+                 "--no_evaluate_test")
     run(train_command(small_beauty, output, *averaging))
     history = json.loads((output / "training_history.json").read_text())
     assert [h["weights_averaged"] for h in history] == [0, 1, 2]

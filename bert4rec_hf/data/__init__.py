@@ -5,6 +5,7 @@ from .collator import DataCollatorForMaskedItemModeling, sliding_windows
 from .filtering import filter_k_core
 from .loading import guess_format, load_item_titles, load_sequences
 from .next_item_collator import DataCollatorForNextItemPrediction
+from .popularity import item_popularity
 from .splits import leave_one_out
 from .tfrecord import TFRecordError
 
@@ -16,6 +17,7 @@ __all__ = [
     "TFRecordError",
     "filter_k_core",
     "guess_format",
+    "item_popularity",
     "leave_one_out",
     "load_item_titles",
     "load_sequences",

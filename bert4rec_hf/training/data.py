@@ -7,8 +7,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..data import filter_k_core, leave_one_out, load_item_titles, load_sequences
-from ..evaluation import item_popularity
+from ..data import filter_k_core, item_popularity, leave_one_out, load_item_titles, load_sequences
 from ..tokenization_bert4rec import Bert4RecTokenizer
 
 

@@ -1,28 +1,34 @@
 """Recipes: every setting a training run's defaults come from. The built-in data sets keep the recipes chosen on their
-validation data (docs/recipes.md has the experiments); any other data set gets candidates read from its own
-statistics and its time budget, and validation chooses among them (`examples/train.py`)."""
+validation data as files in `recipes/` (the format `--recipe` reads; docs/recipes.md says why each value); any other
+data set gets candidates read from its own statistics and its budget, and validation chooses among them."""
 
 import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
+from ..configuration_bert4rec import Bert4RecConfig
 
-OBJECTIVES = ("cloze", "causal")
+
+Objective = Literal["cloze", "causal"]
+OBJECTIVES = get_args(Objective)
+BUILT_IN_RECIPES = Path(__file__).parent / "recipes"
 
 
 @dataclass(frozen=True)
 class Recipe:
     """The training settings of a run. Each field is also an `examples/train.py` flag of the same name."""
 
-    objective: str = "cloze"  # "cloze" (BERT4Rec) or "causal" (every item predicts the next, SASRec's objective)
+    objective: Objective = "cloze"  # "cloze" (BERT4Rec) or "causal" (every item predicts the next, SASRec's objective)
     hidden_size: int = 128
     intermediate_size: int = 512
     num_hidden_layers: int = 2
     num_attention_heads: int = 2
     do_layer_norm_before: bool = False  # pre-LN blocks
-    position_embedding_type: str = "recency"  # count positions from the newest item
+    position_embedding_type: Literal["absolute", "recency"] = "recency"  # count positions from the newest item
     hidden_dropout_prob: float = 0.2
     attention_probs_dropout_prob: float = 0.0  # on CPU it forces the unfused attention kernel: twice the step time
     max_length: int = 100  # the newest items a sequence keeps
@@ -33,9 +39,10 @@ class Recipe:
     mask_replace_probability: float = 1.0
     random_replace_probability: float = 0.0
     per_device_train_batch_size: int = 32
-    loss_type: str = "full"  # or "sampled_softmax", "gbce": the target against num_negatives sampled items
+    # The full softmax, or the target against num_negatives sampled items.
+    loss_type: Literal["full", "sampled_softmax", "gbce"] = "full"
     num_negatives: int = 256
-    negative_sampling: str = "uniform"  # or "popularity", "in_batch"
+    negative_sampling: Literal["uniform", "popularity", "in_batch"] = "uniform"
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     lr_scheduler_type: str = "linear"  # decays to zero at the end of the budget, steps or time, whichever comes first
@@ -52,6 +59,12 @@ class Recipe:
     def with_overrides(self, **values) -> "Recipe":
         """The recipe with the fields given (and not None) replaced."""
         return replace(self, **{name: value for name, value in values.items() if value is not None})
+
+    def model_config(self, num_items: int) -> Bert4RecConfig:
+        """The model this recipe trains: every field the configuration shares by name, its length and objective."""
+        shared = {name: value for name, value in self.to_dict().items() if name in Bert4RecConfig.__dataclass_fields__}
+        return Bert4RecConfig(num_items=num_items, max_position_embeddings=self.max_length,
+                              is_decoder=self.objective == "causal", **shared)
 
 
 RECIPE_FIELDS = tuple(field.name for field in fields(Recipe))
@@ -73,32 +86,24 @@ class BuiltInDataSet:
         return tuned[0] if tuned else self.recipe.with_overrides(objective=objective)
 
 
-# Chosen on validation; the experiments behind each value are in docs/recipes.md. In short: Adam at 1e-3 with the
-# full softmax, the learning rate decaying linearly to zero over the budget, positions counted from the newest item,
-# validation on a sample of users while the others train on their second-to-last item (as the paper's code did).
-# Where both objectives were tuned (Beauty), the left-to-right model won on validation and is the default; the cloze
-# recipe (BERT4Rec's) stays: `--objective cloze`.
-BUILT_IN_DATA_SETS = {
-    # 54,542 items, 8.8 items per user. Overfitting is held off by weight decay 0.1, pre-LN blocks, attention dropout
-    # and the mean of the weights from a quarter of the budget on; then a refit on the validation items too.
-    "beauty": BuiltInDataSet("beauty/beauty.txt", "txt", (
-        # The batch's targets as negatives (a full softmax at every position costs minutes an epoch here), dropout
-        # 0.5, and a schedule of 30 epochs: with the hour's, validation peaked at epoch 14 of 62.
-        Recipe(objective="causal", loss_type="sampled_softmax", negative_sampling="in_batch", max_length=50,
-               hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.2, do_layer_norm_before=True,
-               per_device_train_batch_size=256, weight_decay=0.1, num_train_epochs=30, early_stopping_patience=100,
-               validation_users=10_000, refit=True, average_weights_from=0.25),
-        Recipe(max_length=50, attention_probs_dropout_prob=0.2, do_layer_norm_before=True, mask_replace_probability=0.8,
-               random_replace_probability=0.1, per_device_train_batch_size=256, weight_decay=0.1, num_train_epochs=60,
-               early_stopping_patience=100, validation_users=10_000, refit=True, average_weights_from=0.25),
-    )),
-    # 6,040 users with long histories: the newest 100 items, and windows 100 items apart over the older ones.
-    "ml-1m": BuiltInDataSet("ml-1m/ml-1m.txt", "txt", (Recipe(sliding_window_step=100),)),
-    "ml-100k": BuiltInDataSet("ml-100k", "movielens", (Recipe(
-        hidden_size=64, intermediate_size=256, max_length=200, position_embedding_type="absolute",
-        per_device_train_batch_size=64, lr_scheduler_type="constant_with_warmup", num_train_epochs=200,
-        early_stopping_patience=20, validation_users=0, max_train_time=600),)),
-}
+def read_built_in_data_sets(directory: Path = BUILT_IN_RECIPES) -> dict[str, BuiltInDataSet]:
+    """
+    The recipes chosen on validation, one file each: `NAME.json` is the data set's default, `NAME-OBJECTIVE.json` the
+    recipe tuned for another objective. Each file says where the data lies, why its values, and the recipe's fields
+    that differ from `Recipe`'s defaults (Adam at 1e-3 with the full softmax, the learning rate decaying linearly to
+    zero over the budget, positions counted from the newest item).
+    """
+    records = [json.loads(path.read_text(encoding="utf-8")) | {"file": path.stem}
+               for path in sorted(directory.glob("*.json"))]
+    data_sets = {}
+    for name in sorted({record["data_set"] for record in records}):
+        mine = sorted((r for r in records if r["data_set"] == name), key=lambda r: r["file"] != name)  # default first
+        data_sets[name] = BuiltInDataSet(mine[0]["path"], mine[0]["format"],
+                                         tuple(Recipe(**record["recipe"]) for record in mine))
+    return data_sets
+
+
+BUILT_IN_DATA_SETS = read_built_in_data_sets()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 kept, weight averaging, checkpoints and resuming. The selection run, each candidate of a recipe race and the refit are
 all a `TrainingRun`."""
 
+import inspect
 import json
 import math
 import shutil
@@ -14,73 +15,73 @@ from safetensors.torch import load_model, save_model
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
-from ..configuration_bert4rec import Bert4RecConfig
 from ..data import (DataCollatorForMaskedItemModeling, DataCollatorForNextItemPrediction, LengthGroupedSampler,
-                    sliding_windows)
-from ..evaluation import evaluate_next_item, item_popularity
+                    item_popularity, sliding_windows)
+from ..evaluation import evaluate_next_item
 from ..modeling_bert4rec import Bert4RecForCausalLM, Bert4RecForMaskedLM
 from ..saved_model import with_ordinary_permissions
+from .arguments import RunArguments
 from .optimizer import LazyAdamW, clip_grad_norm
+from .recipes import Recipe
 from .schedule import BudgetProgress, TrainingClock, budget_spent, build_scheduler
 
 
 AVERAGED_WEIGHTS = "averaged_model.safetensors"  # in a checkpoint, beside accelerate's model.safetensors
 
 
-def model_class(settings):
+def model_class(recipe: Recipe):
     """BERT4Rec's cloze model, or the left-to-right one of the same family (SASRec's objective)."""
-    return Bert4RecForCausalLM if settings.objective == "causal" else Bert4RecForMaskedLM
+    return Bert4RecForCausalLM if recipe.objective == "causal" else Bert4RecForMaskedLM
 
 
-def build_model(settings, tokenizer):
-    config = Bert4RecConfig(
-        num_items=tokenizer.num_items, hidden_size=settings.hidden_size, num_hidden_layers=settings.num_hidden_layers,
-        num_attention_heads=settings.num_attention_heads, intermediate_size=settings.intermediate_size,
-        hidden_dropout_prob=settings.hidden_dropout_prob,
-        attention_probs_dropout_prob=settings.attention_probs_dropout_prob,
-        max_position_embeddings=settings.max_length, position_embedding_type=settings.position_embedding_type,
-        do_layer_norm_before=settings.do_layer_norm_before, is_decoder=settings.objective == "causal",
-        loss_type=settings.loss_type, num_negatives=settings.num_negatives,
-        negative_sampling=settings.negative_sampling,
-    )
-    return model_class(settings)(config)
+def build_model(recipe: Recipe, num_items: int):
+    return model_class(recipe)(recipe.model_config(num_items))
 
 
-def training_examples(settings, sequences: list[list[int]]) -> list[dict]:
+def training_examples(recipe: Recipe, sequences: list[list[int]]) -> list[dict]:
     """Token sequences -> examples, as windows over long histories; the causal objective skips single items."""
-    shortest = 2 if settings.objective == "causal" else 1  # one item has nothing before it to predict it from
+    shortest = 2 if recipe.objective == "causal" else 1  # one item has nothing before it to predict it from
     return [{"input_ids": window} for sequence in sequences if len(sequence) >= shortest
-            for window in sliding_windows(sequence, settings.max_length, settings.sliding_window_step)]
+            for window in sliding_windows(sequence, recipe.max_length, recipe.sliding_window_step)]
 
 
-def build_loader(settings, examples, tokenizer) -> DataLoader:
-    if settings.objective == "causal":
-        collator = DataCollatorForNextItemPrediction(max_length=settings.max_length)
-    else:
-        collator = DataCollatorForMaskedItemModeling(
-            max_length=settings.max_length, mask_probability=settings.mask_probability,
-            mask_last_probability=settings.mask_last_probability, always_mask_last=settings.always_mask_last,
-            mask_replace_probability=settings.mask_replace_probability,
-            random_replace_probability=settings.random_replace_probability, vocab_size=tokenizer.vocab_size,
-        )
-    if settings.group_by_length:
-        lengths = [min(len(example["input_ids"]), settings.max_length) for example in examples]
-        order = {"sampler": LengthGroupedSampler(lengths, settings.per_device_train_batch_size, seed=settings.seed)}
+def build_collator(recipe: Recipe, vocab_size: int):
+    """The recipe's objective's collator, given every recipe field it takes by name (the masking settings)."""
+    if recipe.objective == "causal":
+        return DataCollatorForNextItemPrediction(max_length=recipe.max_length)
+    takes = inspect.signature(DataCollatorForMaskedItemModeling).parameters
+    settings = {name: value for name, value in recipe.to_dict().items() if name in takes}
+    return DataCollatorForMaskedItemModeling(**settings, vocab_size=vocab_size)
+
+
+def build_loader(recipe: Recipe, examples, vocab_size: int, group_by_length: bool = True, seed: int = 42) -> DataLoader:
+    batch_size = recipe.per_device_train_batch_size
+    if group_by_length:
+        lengths = [min(len(example["input_ids"]), recipe.max_length) for example in examples]
+        order = {"sampler": LengthGroupedSampler(lengths, batch_size, seed=seed)}
     else:
         order = {"shuffle": True}
-    return DataLoader(examples, batch_size=settings.per_device_train_batch_size, collate_fn=collator,
+    return DataLoader(examples, batch_size=batch_size, collate_fn=build_collator(recipe, vocab_size),
                       pin_memory=torch.cuda.is_available(), **order)
 
 
-def configure_optimizer(model, settings):
+def configure_optimizer(model, learning_rate: float, weight_decay: float):
     # Weight decay on matrices and embeddings only: not on biases or LayerNorm.
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # AdamW's fused kernel updates a parameter in one pass; the default (foreach) takes a dozen over the whole item
     # table, a second a step at a million items against a tenth of that (docs/scaling.md).
     fused = all(p.is_floating_point() for p in model.parameters())
-    return LazyAdamW(groups, lr=settings.learning_rate, fused=fused or None)
+    return LazyAdamW(groups, lr=learning_rate, fused=fused or None)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Where a run stops to take turns with others (a recipe race): after this many seconds of training, or steps."""
+
+    seconds: float | None = None
+    steps: int | None = None
 
 
 @dataclass
@@ -100,47 +101,48 @@ class TrainingState:
 
 class TrainingRun:
     """
-    Trains one model on `examples`, validating on `validation` at the end of each epoch (early stopping on full-ranking
-    NDCG@10, the best epoch saved with the tokenizer to `directory/best`), within a budget of `settings.max_train_time`
-    seconds or its steps (`settings.max_train_steps` or `num_train_epochs`), whichever ends first. A refit gives
-    `max_epochs` and the `schedule_epochs` its learning rate decays over instead, and no `validation`: it trains its
-    epochs and keeps the last weights (or their mean).
+    Trains one model of `recipe` on `examples`, validating on `validation` at the end of each epoch (early stopping on
+    full-ranking NDCG@10, the best epoch saved with the tokenizer to `directory/best`), within a budget of the recipe's
+    `max_train_time` seconds or its steps (`args.max_train_steps`, or the recipe's `num_train_epochs`), whichever ends
+    first. A refit gives `max_epochs` and the `schedule_epochs` its learning rate decays over instead, and no
+    `validation`: it trains its epochs and keeps the last weights (or their mean).
 
-    `settings` holds the recipe's fields and the run's flags (`examples/train.py`'s arguments).
+    The selection run, each candidate of a recipe race and the refit are all a `TrainingRun` (`selection.py`).
     """
 
-    def __init__(self, settings, accelerator, tokenizer, examples, directory: Path, validation=None, name="training",
-                 max_epochs: float | None = None, schedule_epochs: float | None = None, checkpoints: bool = True):
-        self.settings, self.accelerator, self.tokenizer, self.validation = settings, accelerator, tokenizer, validation
-        self.directory, self.name, self.checkpoints = Path(directory), name, checkpoints
-        set_seed(settings.seed)
-        model = build_model(settings, tokenizer)
-        if settings.loss_type != "full" and settings.negative_sampling != "uniform":
+    def __init__(self, recipe: Recipe, args: RunArguments, accelerator, tokenizer, examples, directory: Path,
+                 validation=None, name="training", max_epochs: float | None = None,
+                 schedule_epochs: float | None = None, checkpoints: bool = True):
+        self.recipe, self.args, self.accelerator, self.tokenizer = recipe, args, accelerator, tokenizer
+        self.validation, self.directory, self.name, self.checkpoints = validation, Path(directory), name, checkpoints
+        set_seed(args.seed)
+        model = build_model(recipe, tokenizer.num_items)
+        if recipe.loss_type != "full" and recipe.negative_sampling != "uniform":
             model.set_item_frequencies(item_popularity([e["input_ids"] for e in examples], tokenizer.vocab_size))
         # A sampled loss touches a few thousand rows of the item table a step: only they are updated (LazyAdamW). Not
         # across processes (the gradients' all-reduce is dense), nor under fp16's loss scaling.
-        self.sparse = settings.loss_type != "full" and accelerator.num_processes == 1 and \
+        self.sparse = recipe.loss_type != "full" and accelerator.num_processes == 1 and \
             accelerator.mixed_precision != "fp16"
         model.use_sparse_item_gradients(self.sparse)
-        optimizer = configure_optimizer(model, settings)
-        loader = build_loader(settings, examples, tokenizer)
-        self.steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / settings.gradient_accumulation_steps)
+        optimizer = configure_optimizer(model, recipe.learning_rate, recipe.weight_decay)
+        loader = build_loader(recipe, examples, tokenizer.vocab_size, args.group_by_length, args.seed)
+        self.steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
         if max_epochs is not None:  # a refit: the epochs, and the schedule, of the run that chose them
             self.schedule_steps = max(1, round(schedule_epochs * self.steps_per_epoch))
             self.max_steps = min(round(max_epochs * self.steps_per_epoch), self.schedule_steps)
         else:
-            self.max_steps = settings.max_train_steps or settings.num_train_epochs * self.steps_per_epoch
+            self.max_steps = args.max_train_steps or recipe.num_train_epochs * self.steps_per_epoch
             self.schedule_steps = self.max_steps
-        scheduler, self.decay = build_scheduler(settings.lr_scheduler_type, optimizer, settings.num_warmup_steps,
+        scheduler, self.decay = build_scheduler(recipe.lr_scheduler_type, optimizer, args.num_warmup_steps,
                                                 self.schedule_steps)
         self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(model, optimizer, loader,
                                                                                       scheduler)
-        share = settings.average_weights_from
+        share = recipe.average_weights_from
         self.averaged = AveragedModel(accelerator.unwrap_model(self.model)) if share is not None and share < 1 else None
         self.state = TrainingState()
         self.clock = TrainingClock()
         self.clock.stop()
-        self.max_seconds = settings.max_train_time
+        self.max_seconds = recipe.max_train_time
 
     @property
     def best_dir(self) -> Path:
@@ -151,21 +153,25 @@ class TrainingRun:
 
     @property
     def finished(self) -> bool:
-        state, patience = self.state, self.settings.early_stopping_patience
+        state, patience = self.state, self.recipe.early_stopping_patience
         return (state.completed_steps >= self.max_steps or self.out_of_time()
                 or (self.validation is not None and state.epochs_without_improvement >= patience))
 
-    def out_of_time(self, pause_at: float | None = None) -> bool:
-        limits = [s for s in (self.max_seconds, pause_at) if s is not None]
-        return bool(limits) and self.clock.seconds() >= min(limits)
+    def out_of_time(self) -> bool:
+        return self.max_seconds is not None and self.clock.seconds() >= self.max_seconds
 
-    def fit(self, pause_at: float | None = None) -> "TrainingRun":
-        """Trains until the budget ends, early stopping, or (to take turns with other runs) `pause_at` seconds."""
+    def paused(self, pause_at: Pause | None) -> bool:
+        return pause_at is not None and (
+            (pause_at.seconds is not None and self.clock.seconds() >= pause_at.seconds)
+            or (pause_at.steps is not None and self.state.completed_steps >= pause_at.steps))
+
+    def fit(self, pause_at: Pause | None = None) -> "TrainingRun":
+        """Trains until the budget ends, early stopping, or (to take turns with other runs) `pause_at`."""
         accelerator = self.accelerator
         self.clock.start()
         progress = BudgetProgress(self.name, self.max_steps, self.max_seconds, not accelerator.is_local_main_process,
                                   self.state.completed_steps, self.clock.seconds())
-        while not self.finished and not self.out_of_time(pause_at):
+        while not self.finished and not self.paused(pause_at):
             train_loss = self._train_epoch(progress, pause_at)
             epoch_finished = self.state.steps_into_epoch >= self.steps_per_epoch
             if not epoch_finished and not self.finished and self.state.history:
@@ -180,13 +186,13 @@ class TrainingRun:
             if epoch_finished:
                 self.state.epoch += 1
                 self.state.steps_into_epoch = 0
-            if self.checkpoints and self.settings.checkpointing_steps == "epoch":
+            if self.checkpoints and self.args.checkpointing_steps == "epoch":
                 self.save_checkpoint(f"epoch_{self.state.epoch}")
             accelerator.wait_for_everyone()
             if self.validation is not None and self.state.epochs_without_improvement >= \
-                    self.settings.early_stopping_patience:
+                    self.recipe.early_stopping_patience:
                 progress.write(f"{self.name}: early stopping, no better validation NDCG@10 for "
-                               f"{self.settings.early_stopping_patience} epochs")
+                               f"{self.recipe.early_stopping_patience} epochs")
         progress.close()
         self.clock.stop()
         self.state.train_seconds = self.clock.seconds()
@@ -194,13 +200,13 @@ class TrainingRun:
 
     def _train_epoch(self, progress, pause_at) -> float:
         """One pass over the examples (from where a resumed or paused run stopped); returns its mean loss."""
-        settings, accelerator, state = self.settings, self.accelerator, self.state
+        args, accelerator, state = self.args, self.accelerator, self.state
         self.model.train()
         self.loader.set_epoch(state.epoch)
         batches = self.loader
         if state.steps_into_epoch:
             batches = accelerator.skip_first_batches(self.loader,
-                                                     state.steps_into_epoch * settings.gradient_accumulation_steps)
+                                                     state.steps_into_epoch * args.gradient_accumulation_steps)
         total_loss, count = 0.0, 0
         for batch in batches:
             with accelerator.accumulate(self.model):
@@ -221,13 +227,13 @@ class TrainingRun:
             state.completed_steps += 1
             state.steps_into_epoch += 1
             progress.advance(state.completed_steps, self.clock.seconds(), loss=f"{loss.item():.3f}")
-            if settings.with_tracking:
+            if args.with_tracking:
                 accelerator.log({f"{self.name}_loss": loss.item(), "lr": self.scheduler.get_last_lr()[0]},
                                 step=state.completed_steps)
-            steps = settings.checkpointing_steps
+            steps = args.checkpointing_steps
             if self.checkpoints and isinstance(steps, int) and state.completed_steps % steps == 0:
                 self.save_checkpoint(f"step_{state.completed_steps}")
-            if state.completed_steps >= self.max_steps or self.out_of_time(pause_at):
+            if state.completed_steps >= self.max_steps or self.out_of_time() or self.paused(pause_at):
                 break
         return total_loss / max(count, 1)
 
@@ -241,16 +247,16 @@ class TrainingRun:
         model = self.accelerator.unwrap_model(self.model)
         if self.averaged is None:
             return model
-        if self.spent() > self.settings.average_weights_from:
+        if self.spent() > self.recipe.average_weights_from:
             self.averaged.update_parameters(model)
             self.state.weights_averaged = int(self.averaged.n_averaged)
         return self.averaged.module if self.state.weights_averaged else model
 
     def _validate(self, kept, train_loss: float, progress):
-        settings, state = self.settings, self.state
+        args, state = self.args, self.state
         metrics = evaluate_next_item(kept, self.tokenizer, self.validation, protocols=("full",),
-                                     batch_size=settings.per_device_eval_batch_size, accelerator=self.accelerator,
-                                     seed=settings.seed, prefix="validation_")
+                                     batch_size=args.per_device_eval_batch_size, accelerator=self.accelerator,
+                                     seed=args.seed, prefix="validation_")
         ndcg = metrics["validation_full_ndcg@10"]
         state.history.append({"epoch": state.epoch + 1, "step": state.completed_steps, "train_loss": train_loss,
                               "learning_rate": self.scheduler.get_last_lr()[0], "train_seconds": self.clock.seconds(),
@@ -259,7 +265,7 @@ class TrainingRun:
         averaged_note = f"  (weights averaged over {count} epoch{'s' * (count > 1)})" if count else ""
         progress.write(f"{self.name} epoch {state.epoch + 1}: loss {train_loss:.4f}  validation NDCG@10 {ndcg:.4f}  "
                        f"HR@10 {metrics['validation_full_hr@10']:.4f}{averaged_note}")
-        if settings.with_tracking:
+        if args.with_tracking:
             self.accelerator.log({f"{self.name}_validation_ndcg@10": ndcg, "epoch": state.epoch + 1},
                                  step=state.completed_steps)
         if ndcg > state.best_ndcg:
@@ -276,7 +282,7 @@ class TrainingRun:
             if not (self.best_dir / "config.json").is_file():
                 raise FileNotFoundError(f"{self.best_dir}: no best epoch was saved (was the run resumed from a "
                                         "checkpoint whose run directory is gone?)")
-            return model_class(self.settings).from_pretrained(self.best_dir).to(self.accelerator.device).eval()
+            return model_class(self.recipe).from_pretrained(self.best_dir).to(self.accelerator.device).eval()
         model = self.accelerator.unwrap_model(self.model)
         return (self.averaged.module if self.averaged is not None and self.state.weights_averaged else model).eval()
 
@@ -292,7 +298,7 @@ class TrainingRun:
             with_ordinary_permissions(directory)
             # Written last: a checkpoint with its training_state.json is whole.
             (directory / "training_state.json").write_text(json.dumps(asdict(self.state)))
-            prune_checkpoints(self.directory / "checkpoints", self.settings.checkpoints_total_limit)
+            prune_checkpoints(self.directory / "checkpoints", self.args.checkpoints_total_limit)
 
     def load_checkpoint(self, where: str):
         """Continues from a checkpoint directory, or from the newest complete one (`latest`)."""

@@ -1,0 +1,111 @@
+"""Choosing on validation: which recipe trains (a race between candidates, on any budget), whether a history's own items
+are recommended again, and the refit that trains the chosen recipe once more on the validation items too."""
+
+import math
+from dataclasses import replace
+
+from ..evaluation import evaluate_next_item
+from .arguments import DataArguments, RunArguments
+from .data import TrainingData
+from .recipes import DataStatistics, Recipe, read_recipe, recipe_candidates
+from .run import Pause, TrainingRun, training_examples
+
+
+# The time budget of the candidates read from the data, when neither the command line nor a budget in steps says.
+DEFAULT_TRAIN_TIME = 3300
+
+
+def candidate_recipes(data_args: DataArguments, overrides: dict, args: RunArguments,
+                      statistics: DataStatistics) -> list[Recipe]:
+    """
+    Another run's recipe (`--recipe`), the built-in data set's, or those read from the data; the recipe fields given
+    override every one. A budget in steps or epochs (`--max_train_steps`, `--num_train_epochs`) replaces the recipes'
+    time budget unless `--max_train_time` is given too: the same flags then train the same model on any machine.
+    """
+    objective, seconds = overrides.get("objective"), overrides.get("max_train_time")
+    if args.recipe is not None:
+        candidates = [read_recipe(args.recipe)]
+    elif data_args.built_in is not None:
+        candidates = [data_args.built_in.recipe_for(objective)]
+    else:
+        candidates = [c for c in recipe_candidates(statistics, seconds or DEFAULT_TRAIN_TIME)
+                      if objective in (None, c.objective)]
+    candidates = [c.with_overrides(**overrides) for c in candidates]
+    if seconds is None and (args.max_train_steps is not None or overrides.get("num_train_epochs") is not None):
+        candidates = [replace(c, max_train_time=None) for c in candidates]
+    return candidates
+
+
+def training_run(recipe: Recipe, args: RunArguments, accelerator, data: TrainingData, directory, name,
+                 checkpoints=True) -> TrainingRun:
+    examples = training_examples(recipe, data.train_sequences)
+    return TrainingRun(recipe, args, accelerator, data.tokenizer, examples, directory, data.validation, name,
+                       checkpoints=checkpoints)
+
+
+def race(candidates: list[Recipe], args: RunArguments, accelerator,
+         data: TrainingData) -> tuple[TrainingRun, Recipe, dict | None]:
+    """
+    One run, or a race: each candidate trains `race_share` of its budget, the best on validation trains on. On a time
+    budget the race's time comes out of the winner's, so the whole run keeps to it; on a budget in steps or epochs each
+    candidate trains that share of its steps, and the winner trains on to all of them.
+    """
+    if len(candidates) == 1:
+        run = training_run(candidates[0], args, accelerator, data, args.output_dir, "training")
+        if args.resume_from_checkpoint:
+            run.load_checkpoint(args.resume_from_checkpoint)
+        return run.fit(), candidates[0], None
+    if args.resume_from_checkpoint:
+        raise ValueError("--resume_from_checkpoint resumes one recipe: pass the --objective its recipe.json names")
+    seconds = candidates[0].max_train_time
+    if seconds is not None:
+        trial = args.race_share * seconds
+        candidates = [c.with_overrides(max_train_time=c.max_train_time - trial * (len(candidates) - 1))
+                      for c in candidates]
+    runs = [training_run(c, args, accelerator, data, args.output_dir / "candidates" / c.objective, c.objective,
+                         checkpoints=False) for c in candidates]
+    for run in runs:
+        run.fit(Pause(seconds=trial) if seconds is not None else
+                Pause(steps=math.ceil(args.race_share * run.max_steps)))
+    scores = {run.name: run.state.best_ndcg for run in runs}
+    winner = max(range(len(runs)), key=lambda i: runs[i].state.best_ndcg)
+    spent = {run.name: {"seconds": round(run.clock.seconds(), 1), "steps": run.state.completed_steps} for run in runs}
+    accelerator.print(f"after {args.race_share:.0%} of the budget each, validation NDCG@10 "
+                      f"{', '.join(f'{name} {ndcg:.4f}' for name, ndcg in scores.items())}: {runs[winner].name} "
+                      "trains on")
+    chosen_by = {"race_share": args.race_share, "race_spent": spent, "validation_ndcg@10": scores}
+    if seconds is not None:
+        chosen_by["race_seconds_each"] = trial
+    return runs[winner].fit(), candidates[winner], chosen_by
+
+
+def choose_exclude_seen(model, data: TrainingData, left_out: dict, **evaluation) -> tuple[bool, dict]:
+    """
+    Items already in a history: left out (the field's protocol), unless validation says users come back to them.
+    `left_out` holds the model's validation metrics with them left out; returns the choice and the metrics kept.
+    """
+    kept = evaluate_next_item(model, data.tokenizer, data.splits["validation"], protocols=("full",),
+                              exclude_seen=False, prefix="validation_history_kept_", **evaluation)
+    kept_ndcg, left_out_ndcg = kept["validation_history_kept_full_ndcg@10"], left_out["validation_full_ndcg@10"]
+    exclude_seen = kept_ndcg <= left_out_ndcg
+    evaluation["accelerator"].print(f"items already in a history: {'left out' if exclude_seen else 'recommended again'}"
+                                    f" (validation NDCG@10 {left_out_ndcg:.4f} left out, {kept_ndcg:.4f} kept)")
+    return exclude_seen, kept
+
+
+def refit(run: TrainingRun, accelerator, data: TrainingData) -> TrainingRun:
+    """
+    The chosen recipe trained again from scratch on every user's items but the last (validation targets included), for
+    the selection run's best epoch count and with its schedule: a linear decay over a time budget ends where the share
+    of the budget spent would have reached one.
+    """
+    schedule_steps = run.state.completed_steps / max(run.decay.spent, 1e-9) if run.decay else run.max_steps
+    recipe = replace(run.recipe, max_train_time=None)
+    args = replace(run.args, checkpointing_steps=None, with_tracking=False)
+    sequences = [data.tokenizer.convert_items_to_ids(s) for s in data.splits["test"]["item_ids"]]
+    examples = training_examples(recipe, sequences)
+    accelerator.print(f"refit: {len(examples):,} training sequences (validation targets included), "
+                      f"{run.state.best_epoch} epochs")
+    return TrainingRun(recipe, args, accelerator, data.tokenizer, examples, run.args.output_dir, name="refit",
+                       max_epochs=run.state.best_epoch, schedule_epochs=schedule_steps / run.steps_per_epoch,
+                       checkpoints=False).fit()

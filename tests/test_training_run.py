@@ -1,0 +1,104 @@
+"""The training layer in process, on the first 300 users of the bundled Beauty file: a `TrainingRun` on a budget in
+steps, the race between candidate recipes on a budget in steps, the refit and the exclude-seen choice."""
+
+import datasets
+import pytest
+import torch
+from accelerate import Accelerator
+
+from bert4rec_hf import Bert4RecForCausalLM, Bert4RecForMaskedLM
+from bert4rec_hf.evaluation import evaluate_next_item
+from bert4rec_hf.training import (DataStatistics, Pause, Recipe, RunArguments, TrainingRun, choose_exclude_seen,
+                                  prepare_training_data, race, recipe_candidates, refit, training_examples)
+
+from conftest import BUNDLED_BEAUTY
+
+
+SMALL = dict(hidden_size=32, intermediate_size=64, max_length=20, per_device_train_batch_size=64,
+             learning_rate=5e-3, validation_users=100, max_train_time=None)
+
+
+@pytest.fixture(scope="module")
+def accelerator():
+    return Accelerator(cpu=True)
+
+
+@pytest.fixture(scope="module")
+def data(beauty_sequences):
+    sequences = datasets.Dataset.from_dict({"user_id": list(range(len(beauty_sequences))),
+                                            "item_ids": beauty_sequences})
+    return prepare_training_data(sequences, BUNDLED_BEAUTY, "txt", validation_users=100, max_length=20, seed=0)
+
+
+def arguments(tmp_path, **values) -> RunArguments:
+    return RunArguments(output_dir=tmp_path, num_warmup_steps=2, per_device_eval_batch_size=512, seed=0, **values)
+
+
+def test_a_run_trains_its_steps_validates_each_epoch_and_keeps_its_best_epoch(tmp_path, accelerator, data):
+    recipe = Recipe(**SMALL)
+    examples = training_examples(recipe, data.train_sequences)
+    run = TrainingRun(recipe, arguments(tmp_path, max_train_steps=40), accelerator, data.tokenizer, examples,
+                      tmp_path, data.validation).fit()
+    assert run.steps_per_epoch == 5  # 300 users' training sequences in batches of 64
+    assert run.state.completed_steps == 40 and run.state.epoch == 8
+    assert [h["epoch"] for h in run.state.history] == list(range(1, 9))
+    losses = [h["train_loss"] for h in run.state.history]
+    assert losses[-1] < losses[0] and run.state.best_ndcg > 0  # it learns
+    best = max(run.state.history, key=lambda h: h["validation_full_ndcg@10"])
+    assert run.state.best_epoch == best["epoch"] and run.state.best_ndcg == best["validation_full_ndcg@10"]
+    model = run.final_model()
+    assert isinstance(model, Bert4RecForMaskedLM) and (tmp_path / "best" / "vocab.txt").is_file()
+    assert model.config.hidden_size == 32 and model.config.max_position_embeddings == 20  # from the recipe
+
+
+def test_a_paused_run_stops_at_its_steps_and_continues_to_its_budget(tmp_path, accelerator, data):
+    recipe = Recipe(objective="causal", **SMALL)
+    examples = training_examples(recipe, data.train_sequences)
+    run = TrainingRun(recipe, arguments(tmp_path, max_train_steps=10), accelerator, data.tokenizer, examples,
+                      tmp_path, data.validation)
+    run.fit(Pause(steps=3))
+    assert run.state.completed_steps == 3 and len(run.state.history) == 1  # validated once: a race has a score
+    run.fit()
+    assert run.state.completed_steps == 10
+    assert isinstance(run.final_model(), Bert4RecForCausalLM)
+
+
+def test_the_race_on_a_budget_in_steps_gives_each_candidate_its_share_and_the_winner_the_rest(tmp_path, accelerator,
+                                                                                              data):
+    statistics = DataStatistics.of(data.splits["test"]["item_ids"])
+    candidates = [c.with_overrides(**{k: v for k, v in SMALL.items() if v is not None}) for c in
+                  recipe_candidates(statistics, None)]
+    run, recipe, chosen_by = race(candidates, arguments(tmp_path, max_train_steps=20, race_share=0.2), accelerator,
+                                  data)
+    assert set(chosen_by["validation_ndcg@10"]) == {"cloze", "causal"}
+    assert all(spent["steps"] == 4 for spent in chosen_by["race_spent"].values())  # 20% of 20 steps
+    assert recipe.objective == run.name == max(chosen_by["validation_ndcg@10"], key=chosen_by["validation_ndcg@10"].get)
+    assert run.state.completed_steps == 20
+    assert (tmp_path / "candidates" / "cloze" / "best").is_dir() and (tmp_path / "candidates" / "causal").is_dir()
+
+
+def test_the_refit_trains_the_best_epoch_count_on_the_validation_items_too(tmp_path, accelerator, data):
+    recipe = Recipe(**SMALL)
+    run = TrainingRun(recipe, arguments(tmp_path, max_train_steps=8), accelerator, data.tokenizer,
+                      training_examples(recipe, data.train_sequences), tmp_path, data.validation).fit()
+    refitted = refit(run, accelerator, data)
+    assert refitted.validation is None and refitted.recipe.max_train_time is None
+    # Every user's items but the last (the newest 20 of them), more than the selection run trained on.
+    def items(sequences):
+        return sum(min(len(sequence), 20) for sequence in sequences)
+
+    trained = sum(len(e["input_ids"]) for e in refitted.loader.dataset)
+    assert trained == items(data.splits["test"]["item_ids"]) > items(data.train_sequences)
+    # The best epoch count, within the selection run's schedule (its learning rate reached zero at its 8th step).
+    assert refitted.state.completed_steps == min(run.state.best_epoch * refitted.steps_per_epoch, 8)
+    assert not torch.equal(refitted.final_model().head.bias, run.final_model().head.bias)
+
+
+def test_items_already_seen_are_left_out_unless_validation_scores_them_higher(tmp_path, accelerator, data,
+                                                                               trained_beauty_model):
+    evaluation = dict(batch_size=512, accelerator=accelerator, seed=0)
+    left_out = evaluate_next_item(trained_beauty_model, data.tokenizer, data.splits["validation"],
+                                  protocols=("full",), prefix="validation_", **evaluation)
+    exclude_seen, kept = choose_exclude_seen(trained_beauty_model, data, left_out, **evaluation)
+    assert exclude_seen == (kept["validation_history_kept_full_ndcg@10"] <= left_out["validation_full_ndcg@10"])
+    assert 0 <= kept["validation_history_kept_full_ndcg@10"] <= 1
