@@ -1,6 +1,7 @@
 """Recipes: every setting a training run's defaults come from. The built-in data sets keep the recipes chosen on their
-validation data as files in `recipes/` (the format `--recipe` reads; docs/recipes.md says why each value); any other
-data set gets candidates read from its own statistics and its budget, and validation chooses among them."""
+validation data as files in `recipes/` (the format `--recipe` reads; docs/recipes.md says why, docs/experiments.md has
+the experiments); any other data set gets candidates read from its own statistics and its budget, and validation
+chooses among them."""
 
 import json
 import math
@@ -148,14 +149,14 @@ def recipe_candidates(statistics: DataStatistics, max_train_time: float | None =
     - Validation: a quarter of the users, at least 2,048 and at most 10,000, and never more than half of them.
     - The causal candidate on short histories: hidden dropout 0.5, as SASRec on Beauty. On S3Rec's Beauty file, with
       0.2 its validation NDCG@10 peaked at epoch 6 (0.0622) and fell to 0.0523 by epoch 30; with 0.5 it reached
-      0.0632 at epoch 11 and held near 0.062 (docs/recipes.md). And a schedule of 30 epochs: with the learning rate
+      0.0632 at epoch 11 and held near 0.062 (docs/experiments.md). And a schedule of 30 epochs: with the learning rate
       decaying over the hour instead, validation peaked in the first quarter on both Beauty files; on BERT4Rec's,
       30 epochs reached 0.0389 where the hour's best was 0.0369.
     - The causal candidate on a large catalogue: its full softmax scores every position against every item, and past
       about 5e9 logits an epoch (interactions x items) an epoch takes minutes on a CPU. There it trains with the
       batch's own targets as negatives (in-batch sampled softmax, log-Q corrected). On BERT4Rec's Beauty file (54k
       items, 1.9e10 logits) at equal time it reached validation 0.0202 where the full softmax had 0.0052, and uniform
-      negatives 0.0031 (docs/recipes.md). S3Rec's Beauty (2.4e9) and ML-1M (3.4e9) keep the full softmax.
+      negatives 0.0031 (docs/experiments.md). S3Rec's Beauty (2.4e9) and ML-1M (3.4e9) keep the full softmax.
     """
     max_length = int(min(100, max(50, 10 * math.ceil(statistics.p90_length / 10))))
     sliding_window_step = max_length if statistics.p90_length > max_length else None

@@ -242,7 +242,7 @@ class TrainingRun:
         Adds the weights to the mean once the run is past --average_weights_from of its budget (stochastic weight
         averaging, at each epoch's end); returns the model to validate and keep: the mean, or the last weights before
         it. On sparse data single epochs overfit the item embeddings and their mean generalises better (see
-        docs/recipes.md).
+        docs/experiments.md).
         """
         model = self.accelerator.unwrap_model(self.model)
         if self.averaged is None:
