@@ -7,10 +7,9 @@ from torch import nn
 class Bert4RecDropout(nn.Dropout):
     """
     `nn.Dropout` with a cheaper mask on CPU. There torch draws a float per element through `bernoulli_`, one random
-    number at a time: 3.5 ms for a batch of 32 x 100 x 128 activations, five of them a sixth of an ML-1M training step.
-    This draws 32-bit random integers, two elements to each, and keeps an element where its 15 bits are at least
-    `p * 2^15` (`p` to within 2^-16): a third of the time (`bench/dropout.py`). Elsewhere, and when not training,
-    `nn.Dropout` as it is.
+    number at a time, and an ML-1M step's five dropouts were a sixth of it. This draws 32-bit random integers, two
+    elements to each, and keeps an element where its 15 bits are at least `p * 2^15` (`p` to within 2^-16); what it
+    saves: `bench/dropout.py`, docs/experiments.md. Elsewhere, and when not training, `nn.Dropout` as it is.
     """
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
