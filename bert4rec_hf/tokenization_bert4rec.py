@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from transformers import BatchEncoding, PreTrainedTokenizer
 
 
-VOCAB_FILES_NAMES = {"vocab_file": "vocab.txt", "titles_file": "item_titles.json"}
+VOCAB_FILES_NAMES = {"vocab_file": "vocab.txt", "titles_file": "item_titles.json",
+                     "attributes_file": "item_attributes.json"}
 UNKNOWN_ITEM_POLICIES = ("error", "ignore")
 
 
@@ -27,6 +28,8 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
     Args:
         vocab_file (`str`): one token per line, `[PAD]` and `[MASK]` first, then one item id per line.
         titles_file (`str`, *optional*): JSON object `{item_id: title}`.
+        attributes_file (`str`, *optional*): JSON object `{"attributes": [every attribute, in id order from 1],
+            "items": {item_id: [its attributes]}}` (see `bert4rec_hf.data.load_item_attributes`).
         item_id_type (`str`): `"int"` or `"str"`, the type `decode` returns.
         unknown_items (`str`): what encoding does with an item not in the vocabulary: `"error"` (raise, naming the
             item and where it is) or `"ignore"` (drop it from the history).
@@ -50,6 +53,7 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
         self,
         vocab_file: str,
         titles_file: str | None = None,
+        attributes_file: str | None = None,
         item_id_type: str = "int",
         unknown_items: str = "error",
         pad_token: str = "[PAD]",
@@ -66,6 +70,13 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
         if titles_file is not None and os.path.isfile(titles_file):
             with open(titles_file, encoding="utf-8") as handle:
                 self._titles = {str(item): title for item, title in json.load(handle).items()}
+        # Attribute ids start at 1 (0 pads an item's list) and keep their order as the catalogue grows.
+        self._attributes: list[str] = []
+        self._item_attributes: dict[str, list[str]] = {}
+        if attributes_file is not None and os.path.isfile(attributes_file):
+            with open(attributes_file, encoding="utf-8") as handle:
+                record = json.load(handle)
+            self._attributes, self._item_attributes = list(record["attributes"]), dict(record["items"])
         self.item_id_type = item_id_type
         self.unknown_items = unknown_items
         kwargs.setdefault("padding_side", "left")
@@ -100,9 +111,11 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
         titles: dict | None = None,
         save_directory: str | None = None,
         item_id_type: str | None = None,
+        item_attributes: dict | None = None,
         **kwargs,
     ) -> "Bert4RecTokenizer":
-        """A tokenizer for exactly these items, in this order (item i gets token id i + 2)."""
+        """A tokenizer for exactly these items, in this order (item i gets token id i + 2); `item_attributes` maps
+        item id -> attributes (`load_item_attributes`), kept for these items only."""
         import tempfile
 
         if item_id_type is None:
@@ -120,7 +133,9 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
             known = set(tokens)
             with open(titles_file, "w", encoding="utf-8") as handle:
                 json.dump({str(k): v for k, v in titles.items() if str(k) in known}, handle, ensure_ascii=False)
-        return cls(vocab_file=vocab_file, titles_file=titles_file, item_id_type=item_id_type, **kwargs)
+        tokenizer = cls(vocab_file=vocab_file, titles_file=titles_file, item_id_type=item_id_type, **kwargs)
+        tokenizer.set_item_attributes(item_attributes or {})
+        return tokenizer
 
     # --- vocabulary -------------------------------------------------------------------------------------------------
 
@@ -150,11 +165,12 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
         # Text input is a history written as item ids separated by commas or spaces.
         return text.replace(",", " ").split()
 
-    def add_items(self, items: Sequence, titles: dict | None = None) -> int:
+    def add_items(self, items: Sequence, titles: dict | None = None, attributes: dict | None = None) -> int:
         """
         Appends the items not in the vocabulary yet (in the order given) after the others: every old item keeps its
         token id. `titles` (item id -> title) may name new and old items. Returns how many items were added, as
-        `add_tokens` does; then `model.resize_token_embeddings(len(tokenizer))` grows the model to match.
+        `add_tokens` does; then `model.resize_token_embeddings(len(tokenizer))` grows the model to match. `attributes`
+        (item id -> attributes) may also name new and old items; attributes not seen before get new ids.
         """
         new = [str(item) for item in dict.fromkeys(items) if str(item) not in self._token_to_id]
         _write_vocab_file(os.devnull, new)  # the same checks as saving: no empty id, no line break
@@ -167,7 +183,39 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
             self._id_to_token.append(token)
         self._titles.update({str(item): title for item, title in (titles or {}).items()
                              if str(item) in self._token_to_id})
+        self.set_item_attributes({**self._item_attributes, **{str(k): v for k, v in (attributes or {}).items()}})
         return len(new)
+
+    # --- item attributes --------------------------------------------------------------------------------------------
+
+    def set_item_attributes(self, item_attributes: dict) -> None:
+        """Item id -> attributes, for the catalogue's items (others are left out); new attributes get new ids."""
+        self._item_attributes = {str(item): list(values) for item, values in item_attributes.items()
+                                 if str(item) in self._token_to_id}
+        known = set(self._attributes)
+        for values in self._item_attributes.values():
+            for value in values:
+                if value not in known:
+                    known.add(value)
+                    self._attributes.append(value)
+
+    @property
+    def attributes(self) -> list[str]:
+        """Every attribute, attribute id `i + 1` at index `i`."""
+        return list(self._attributes)
+
+    @property
+    def num_attributes(self) -> int:
+        return len(self._attributes)
+
+    def attributes_of(self, item_id) -> list[str]:
+        return list(self._item_attributes.get(str(item_id), []))
+
+    def item_attribute_ids(self) -> list[list[int]]:
+        """Each token id's attribute ids (1-based; special tokens and items without attributes: none)."""
+        index = {value: i + 1 for i, value in enumerate(self._attributes)}
+        return [[index[v] for v in self._item_attributes.get(token, [])] if token_id >= 2 else []
+                for token_id, token in enumerate(self._id_to_token)]
 
     def __len__(self) -> int:
         return len(self._id_to_token)
@@ -284,12 +332,16 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
         prefix = f"{filename_prefix}-" if filename_prefix else ""
         vocab_file = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["vocab_file"])
         _write_vocab_file(vocab_file, self._id_to_token)
-        if not self._titles:
-            return (vocab_file,)
-        titles_file = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["titles_file"])
-        with open(titles_file, "w", encoding="utf-8") as handle:
-            json.dump(self._titles, handle, ensure_ascii=False, indent=0)
-        return (vocab_file, titles_file)
+        saved = [vocab_file]
+        if self._titles:
+            saved.append(os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["titles_file"]))
+            with open(saved[-1], "w", encoding="utf-8") as handle:
+                json.dump(self._titles, handle, ensure_ascii=False, indent=0)
+        if self._attributes:
+            saved.append(os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["attributes_file"]))
+            with open(saved[-1], "w", encoding="utf-8") as handle:
+                json.dump({"attributes": self._attributes, "items": self._item_attributes}, handle, ensure_ascii=False)
+        return tuple(saved)
 
 
 def _check_policy(policy: str) -> str:

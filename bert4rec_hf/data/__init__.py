@@ -1,5 +1,6 @@
 """Data for BERT4Rec: source files -> per-user sequences (cached Arrow) -> leave-one-out splits -> masked batches."""
 
+from .attributes import load_item_attributes
 from .batching import LengthGroupedSampler
 from .collator import DataCollatorForMaskedItemModeling, sliding_windows
 from .filtering import filter_k_core
@@ -19,6 +20,7 @@ __all__ = [
     "guess_format",
     "item_popularity",
     "leave_one_out",
+    "load_item_attributes",
     "load_item_titles",
     "load_sequences",
     "sliding_windows",

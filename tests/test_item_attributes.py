@@ -1,0 +1,85 @@
+"""Item attributes: the three kinds of file, every bad input with the file, line and value, and the map travelling with
+the tokenizer."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from transformers import AutoTokenizer
+
+from bert4rec_hf import Bert4RecTokenizer
+from bert4rec_hf.data import load_item_attributes
+
+from conftest import shared_data
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_csv_table_with_multi_valued_cells_and_columns_found_by_name(tmp_path):
+    table = write(tmp_path / "items.csv", "sku,title,category,brand,tags\n"
+                                          "A1,Lipstick,makeup,Acme,red|matte\n"
+                                          "B2,Shampoo,hair,,dry|scalp\n"
+                                          "C3,Mascara,makeup,Acme,\n")
+    attributes = load_item_attributes(table, item_column="sku")
+    # The title is not an attribute; an empty cell is no value; a value names its column.
+    assert attributes == {"A1": ["category=makeup", "brand=Acme", "tags=red", "tags=matte"],
+                          "B2": ["category=hair", "tags=dry", "tags=scalp"],
+                          "C3": ["category=makeup", "brand=Acme"]}
+    assert load_item_attributes(table, item_column="sku", attribute_columns=["brand"])["A1"] == ["brand=Acme"]
+
+
+def test_parquet_lists_and_json_lines(tmp_path):
+    pq.write_table(pa.table({"item_id": [1, 2], "genres": [["Drama", "War"], ["Comedy"]]}), tmp_path / "i.parquet")
+    assert load_item_attributes(tmp_path / "i.parquet") == {"1": ["genres=Drama", "genres=War"],
+                                                            "2": ["genres=Comedy"]}
+    lines = write(tmp_path / "i.jsonl", '{"item_id": "x", "tags": ["a", "b"], "size": "M"}\n'
+                                        '{"item_id": "y", "tags": ["a"], "size": "L"}\n')
+    assert load_item_attributes(lines) == {"x": ["tags=a", "tags=b", "size=M"], "y": ["tags=a", "size=L"]}
+
+
+def test_s3rec_item2attributes_and_movielens_genres_on_the_real_files():
+    beauty = load_item_attributes(shared_data("s3rec/Beauty_item2attributes.json"))
+    assert len(beauty) == 12_101 and beauty["4"] == ["attribute=1", "attribute=2", "attribute=3"]
+    ml_100k = load_item_attributes(shared_data("ml-100k/u.item"))
+    assert len(ml_100k) == 1682 and ml_100k["1"] == ["genre=Animation", "genre=Children's", "genre=Comedy"]
+    ml_1m = load_item_attributes(shared_data("ml-1m/movies.dat"))
+    assert ml_1m["2"] == ["genre=Adventure", "genre=Children's", "genre=Fantasy"]
+    # ML-1M's items.tsv: item_id is the id; movie_id (a different value for every item) and the title are left out.
+    items = load_item_attributes(shared_data("ml-1m/items.tsv"))
+    assert len(items) == 3416 and items["2"] == ["genres=Drama", "genres=Romance"]
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("twice.csv", "item_id,genre\n1,a\n2,b\n1,c\n", r"twice.csv, line 4: item 1 is listed twice"),
+    ("empty.csv", "item_id,genre\n1,a||b\n", r"empty.csv, line 2: item 1 has an empty attribute \('genre='\)"),
+    ("noitem.csv", "id_of_thing,genre\n1,a\n", r"noitem.csv: no item id column found"),
+    ("bad_item2attributes.json", '{"1": [1, 2],\n "2": "oops"}', r"line 2: item 2: expected a list of attribute ids"),
+    ("broken_item2attributes.json", '{"1": [1, 2],\n "2": [3', r"broken_item2attributes.json, line 2: not JSON"),
+    ("u.item", "1|Toy Story|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n2|X|d||u|0|2\n",
+     r"u.item, line 2: expected an id, 4 fields and 19 genre flags"),
+    ("movies.dat", "1::Toy Story (1995)::Animation|Comedy\n2::no genres\n", r"movies.dat, line 2: expected id::title"),
+    ("items.txt", "1 a\n", r"cannot tell the format"),
+])
+def test_bad_attribute_files_are_refused_naming_file_line_and_value(tmp_path, name, text, message):
+    with pytest.raises(ValueError, match=message):
+        load_item_attributes(write(tmp_path / name, text))
+
+
+def test_the_attributes_travel_with_the_tokenizer_and_grow_with_the_catalogue(tmp_path):
+    attributes = {10: ["genre=Drama"], 20: ["genre=Comedy", "brand=Acme"], 99: ["genre=War"]}  # 99: not in the log
+    tokenizer = Bert4RecTokenizer.from_sequences([[10, 20], [20, 30]], item_attributes=attributes)
+    assert tokenizer.attributes == ["genre=Drama", "genre=Comedy", "brand=Acme"]
+    assert tokenizer.item_attribute_ids() == [[], [], [1], [2, 3], []]  # [PAD], [MASK], 10, 20, 30 (none)
+    tokenizer.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "item_attributes.json").read_text())
+    assert saved["items"] == {"10": ["genre=Drama"], "20": ["genre=Comedy", "brand=Acme"]}
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded.item_attribute_ids() == tokenizer.item_attribute_ids() and loaded.attributes_of(20) == attributes[20]
+    # New items with their attributes: old attribute ids unchanged, new ones appended.
+    assert loaded.add_items([40], attributes={40: ["genre=War", "genre=Drama"]}) == 1
+    assert loaded.attributes == ["genre=Drama", "genre=Comedy", "brand=Acme", "genre=War"]
+    assert loaded.item_attribute_ids()[-1] == [4, 1]
