@@ -38,6 +38,10 @@ class Bert4RecConfig(PreTrainedConfig):
     to `set_item_frequencies`), or `"in_batch"` (the batch's own distinct targets). A sampled loss costs the same
     whatever the size of the catalogue; evaluation always ranks every item.
 
+    `num_attributes` (0: none) and `max_item_attributes` size the item attributes: each item's vector is its id
+    embedding plus the mean of its attributes' embeddings, at the input and in the output layer alike
+    (`Bert4RecForMaskedLM.set_item_attributes` fills them from `Bert4RecTokenizer.item_attribute_ids()`).
+
     `exclude_seen_items` is what `recommend()` and the pipeline do by default with the items already in a history:
     leave them out (the field's protocol) or rank them like any other (`examples/train.py` sets it from validation).
 
@@ -71,6 +75,8 @@ class Bert4RecConfig(PreTrainedConfig):
     do_layer_norm_before: bool = False
     is_decoder: bool = False
     exclude_seen_items: bool = True
+    num_attributes: int = interval(min=0)(default=0)
+    max_item_attributes: int = interval(min=0)(default=0)
     loss_type: Literal["full", "sampled_softmax", "gbce"] = "full"
     num_negatives: int = interval(min=1)(default=256)
     negative_sampling: Literal["uniform", "popularity", "in_batch"] = "uniform"

@@ -21,6 +21,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
+from .catalogue_bert4rec import Bert4RecCatalogueMixin, ItemAttributeEmbeddings
 from .configuration_bert4rec import Bert4RecConfig
 from .dropout_bert4rec import Bert4RecDropout
 from .loss_bert4rec import (ChunkedLinearCrossEntropy, GradientAfterLookup, gbce_beta, sample_negatives,
@@ -39,7 +40,10 @@ REMOTE_CODE_AUTO_MAP = {
 
 
 class Bert4RecEmbeddings(nn.Module):
-    """Item embeddings plus learned position embeddings, then LayerNorm and dropout (no token types)."""
+    """
+    Item embeddings (with the mean of the item's attribute embeddings where the model has attributes) plus learned
+    position embeddings, then LayerNorm and dropout (no token types).
+    """
 
     def __init__(self, config: Bert4RecConfig):
         super().__init__()
@@ -47,12 +51,22 @@ class Bert4RecEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Bert4RecDropout(config.hidden_dropout_prob)
+        self.attributes = ItemAttributeEmbeddings(config.num_attributes, config.max_item_attributes, config.vocab_size,
+                                                  config.hidden_size) if config.num_attributes else None
+
+    def item_vectors(self, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Every token's vector `(vocab, H)`: the item table (or `table`, the same through an autograd function), plus
+        each item's attributes where there are any. What the tied output layer scores against."""
+        table = self.item_embeddings.weight if table is None else table
+        return table if self.attributes is None else table + self.attributes().to(table.dtype)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
                 sparse_item_gradients: bool = False) -> torch.Tensor:
         """`sparse_item_gradients`: the item table's gradient holds the rows looked up, not the whole table."""
         items = F.embedding(input_ids, self.item_embeddings.weight, self.item_embeddings.padding_idx,
                             sparse=sparse_item_gradients)
+        if self.attributes is not None:
+            items = items + self.attributes(input_ids).to(items.dtype)
         embeddings = items + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(embeddings))
 
@@ -397,23 +411,6 @@ class Bert4RecPredictionHead(nn.Module):
         return sampled_item_loss(self.transform(hidden_states), item_embeddings, self.bias, targets, negatives,
                                  log_expected_counts, config.loss_type, beta, sparse=sparse)
 
-    def resize(self, vocab_size: int, mean_resizing: bool = True) -> None:
-        """
-        Follows the item table to `vocab_size` rows (`resize_token_embeddings`): old items keep their bias and
-        sampling weight exactly; a new one's bias starts at the items' mean (`mean_resizing`, as Transformers starts a
-        new token's embedding at the mean of the others': a new item then scores as an average item would) or at 0, and
-        its sampling weight at one, the count of an item never seen.
-        """
-        old, keep = len(self.bias), min(len(self.bias), vocab_size)
-        bias = self.bias.data.new_zeros(vocab_size)
-        bias[:keep] = self.bias.data[:keep]
-        if vocab_size > old and mean_resizing:
-            bias[old:] = self.bias.data[len(self.special_token_ids):].mean()
-        self.bias = nn.Parameter(bias, requires_grad=self.bias.requires_grad)
-        weights = self.sampling_weights.new_ones(vocab_size)
-        weights[:keep] = self.sampling_weights[:keep]
-        self.sampling_weights = weights
-
     def block_scores(self, queries: torch.Tensor, item_embeddings: torch.Tensor, start: int = 0,
                      end: int | None = None) -> torch.Tensor:
         """Scores `(..., end - start)` of tokens `start:end` for transformed hidden states; special tokens lowest."""
@@ -446,7 +443,7 @@ class Bert4RecMaskedLMOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecPreTrainedModel):
+class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecCatalogueMixin, Bert4RecPreTrainedModel):
     """BERT4Rec with its masked item prediction head: the model that is trained, evaluated and recommends."""
 
     def __init__(self, config: Bert4RecConfig):
@@ -468,28 +465,12 @@ class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecPreTrainedModel):
         optimizer must take sparse gradients (`bert4rec_hf.training.LazyAdamW`, or `torch.optim.SparseAdam` for that
         parameter). The full softmax reads every row: its gradient stays dense. Not saved with the model.
         """
-        self.sparse_item_gradients = enabled and self.config.loss_type != "full"
-
-    def set_item_frequencies(self, frequencies) -> None:
-        """
-        Each token's count in the training data (special tokens ignored): what `"popularity"` and `"in_batch"` negatives
-        are drawn and corrected by. Items never seen keep a count of one, so that each can still be drawn.
-        """
-        weights = torch.as_tensor(frequencies, dtype=torch.float32, device=self.head.sampling_weights.device)
-        weights = weights.clamp(min=1.0)
-        weights[list(self.head.special_token_ids)] = 0.0
-        self.head.sampling_weights.copy_(weights)
-
-    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
-        # Transformers resizes the item table (and `resize_token_embeddings` sets config.vocab_size, so num_items);
-        # the head's bias and sampling weights follow it.
-        embeddings = super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
-        self.head.resize(embeddings.weight.shape[0], mean_resizing)
-        return embeddings
+        # With attributes every step's item vectors read the whole attribute table: no sparse gradient then.
+        self.sparse_item_gradients = enabled and self.config.loss_type != "full" and not self.config.num_attributes
 
     def item_scores(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Scores of every token for some hidden states `(..., H) -> (..., vocab)`; special tokens score lowest."""
-        return self.head(hidden_states, self.bert4rec.embeddings.item_embeddings.weight)
+        return self.head(hidden_states, self.bert4rec.embeddings.item_vectors())
 
     def forward(
         self,
@@ -517,11 +498,11 @@ class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecPreTrainedModel):
         # The full softmax gives the item table a dense gradient. The input lookup's own can then be sparse, and be
         # added into it in place, rather than be a second table of zeros with a few rows written, then summed into a
         # third: at a million items that is most of the backward pass (docs/scaling.md).
-        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
-        sparse_lookup = self.sparse_item_gradients
+        embeddings = self.bert4rec.embeddings
+        item_embeddings, sparse_lookup = embeddings.item_embeddings.weight, self.sparse_item_gradients
         if labels is not None and self.config.loss_type == "full" and torch.is_grad_enabled():
-            item_embeddings = GradientAfterLookup.apply(item_embeddings)
-            sparse_lookup = True
+            item_embeddings, sparse_lookup = GradientAfterLookup.apply(item_embeddings), True
+        item_embeddings = embeddings.item_vectors(item_embeddings)  # with the attributes, where there are any
         if labels is not None:
             positions_to_keep = labels != -100
         else:

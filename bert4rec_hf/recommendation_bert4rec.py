@@ -151,7 +151,7 @@ class Bert4RecRecommendationMixin:
 
     def top_k_block_by_block(self, queries, seen, candidate_token_ids, top_k):
         """The exact top-k over the catalogue, `recommend_block_items` at a time; excluded items score lowest."""
-        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
+        item_embeddings = self.bert4rec.embeddings.item_vectors()
         scores = token_ids = None
         for start in range(0, item_embeddings.shape[0], self.recommend_block_items):
             block = self.head.block_scores(queries, item_embeddings, start, start + self.recommend_block_items).float()
@@ -167,7 +167,7 @@ class Bert4RecRecommendationMixin:
 
     def top_k_of_proposed(self, queries, proposed, seen, top_k):
         """The top-k of each row's `proposed` token ids, scored exactly; repeats and seen items score lowest."""
-        item_embeddings = self.bert4rec.embeddings.item_embeddings.weight
+        item_embeddings = self.bert4rec.embeddings.item_vectors()
         scores = torch.einsum("bh,bkh->bk", queries, item_embeddings[proposed]) + self.head.bias[proposed]
         scores = scores.float()
         lowest = torch.finfo(scores.dtype).min

@@ -39,7 +39,7 @@ def test_saved_directory_carries_the_code_for_trust_remote_code(tmp_path, traine
 
 # The modeling file and the files it imports relatively, which `save_pretrained` copies beside the weights.
 SHIPPED_CODE = ("modeling_bert4rec.py", "configuration_bert4rec.py", "tokenization_bert4rec.py", "loss_bert4rec.py",
-                "recommendation_bert4rec.py", "dropout_bert4rec.py", "saved_model.py")
+                "recommendation_bert4rec.py", "dropout_bert4rec.py", "saved_model.py", "catalogue_bert4rec.py")
 
 REMOTE_CODE_SCRIPT = textwrap.dedent(
     """

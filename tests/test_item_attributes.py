@@ -2,16 +2,23 @@
 the tokenizer."""
 
 import json
+import math
+import os
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from transformers import AutoTokenizer
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from bert4rec_hf import Bert4RecTokenizer
+from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecTokenizer
 from bert4rec_hf.data import load_item_attributes
+from bert4rec_hf.saved_model import check_model_directory
 
 from conftest import shared_data
+from test_catalogue_growth import REMOTE_GROWN_SCRIPT
 
 
 def write(path, text):
@@ -83,3 +90,86 @@ def test_the_attributes_travel_with_the_tokenizer_and_grow_with_the_catalogue(tm
     assert loaded.add_items([40], attributes={40: ["genre=War", "genre=Drama"]}) == 1
     assert loaded.attributes == ["genre=Drama", "genre=Comedy", "brand=Acme", "genre=War"]
     assert loaded.item_attribute_ids()[-1] == [4, 1]
+
+
+def attribute_model(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    ids = tokenizer.item_attribute_ids()
+    config = Bert4RecConfig(num_items=tokenizer.num_items, max_position_embeddings=50,
+                            num_attributes=tokenizer.num_attributes, max_item_attributes=max(map(len, ids)))
+    model = Bert4RecForMaskedLM(config)
+    model.set_item_attributes(ids)
+    return model
+
+
+@pytest.fixture
+def beauty_with_categories(beauty_sequences, tmp_path):
+    """The 300 Beauty users' tokenizer, each item given one of 7 categories and one of 3 price bands."""
+    items = {item for sequence in beauty_sequences for item in sequence}
+    attributes = {item: [f"category={item % 7}", f"price={item % 3}"] for item in items}
+    return Bert4RecTokenizer.from_sequences(beauty_sequences, item_attributes=attributes, model_max_length=50)
+
+
+def test_the_loss_with_attributes_is_the_softmax_over_item_vectors_and_trains_the_attributes(beauty_with_categories,
+                                                                                              beauty_sequences):
+    model = attribute_model(beauty_with_categories).train()
+    batch = beauty_with_categories(beauty_sequences[:8], return_tensors="pt")
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, -1] = torch.tensor(beauty_with_categories.convert_items_to_ids([s[-1] for s in beauty_sequences[:8]]))
+    model.config.hidden_dropout_prob = 0.0
+    model.eval()  # no dropout: the chunked loss and the full logits see the same hidden states
+    with torch.enable_grad():
+        chunked = model(**batch, labels=labels, return_logits=False).loss
+        chunked.backward()
+    full = model(**batch, labels=labels, return_logits=True).loss
+    torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-6)
+    assert model.bert4rec.embeddings.attributes.attribute_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_new_items_are_scored_by_their_attributes_and_serve_after_saving(beauty_with_categories, beauty_sequences,
+                                                                         tmp_path):
+    model = attribute_model(beauty_with_categories).eval()
+    tokenizer = beauty_with_categories
+    history = beauty_sequences[0]
+    before = model.next_item_scores(**tokenizer([history], return_tensors="pt"), exclude_seen=False)
+    new = {90_000_001: ["category=1", "price=0"], 90_000_002: ["category=5", "price=2"],
+           90_000_003: ["category=1", "price=0"]}
+    tokenizer.add_items(list(new), attributes=new)
+    model.set_item_attributes(tokenizer.item_attribute_ids())  # grows the catalogue and sets the new attributes
+    after = model.next_item_scores(**tokenizer([history], return_tensors="pt"), exclude_seen=False)
+    torch.testing.assert_close(after[:, : before.shape[1]], before, rtol=0, atol=1e-6)
+    first, second, same_as_first = after[0, -3:].tolist()
+    assert all(map(math.isfinite, (first, second, same_as_first)))
+    # Never trained: the attributes alone set them apart (equal up to the product's rounding where they are equal).
+    assert abs(first - second) > 1e-3 and first == pytest.approx(same_as_first, abs=1e-6)
+
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    check_model_directory(tmp_path)
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    batch = AutoTokenizer.from_pretrained(tmp_path)([history + [90_000_002]], return_tensors="pt")
+    torch.testing.assert_close(loaded.next_item_scores(**batch), model.next_item_scores(**batch))
+    assert loaded.config.num_attributes == tokenizer.num_attributes == 10
+
+
+def test_an_attribute_model_serves_new_items_through_remote_code(beauty_with_categories, beauty_sequences, tmp_path):
+    model = attribute_model(beauty_with_categories).eval()
+    tokenizer = beauty_with_categories
+    new = {90_000_001 + i: [f"category={i % 7}", f"price={i % 3}"] for i in range(20)}
+    tokenizer.add_items(list(new), titles={item: f"New {item}" for item in new}, attributes=new)
+    model.set_item_attributes(tokenizer.item_attribute_ids())
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    histories = [beauty_sequences[0], beauty_sequences[1][:2] + [90_000_003]]
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run([sys.executable, "-c", REMOTE_GROWN_SCRIPT, str(tmp_path / "model"),
+                                json.dumps(histories), json.dumps(list(new))],
+                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    remote = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert remote["module"].startswith("transformers_modules.")
+    batch = tokenizer(histories, return_tensors="pt")
+    assert remote["items"] == [tokenizer.decode(row) for row in model.recommend(**batch, top_k=10).token_ids]
+    candidates = torch.tensor(tokenizer.convert_items_to_ids(list(new)))
+    local_new = model.recommend(**batch, top_k=5, candidate_token_ids=candidates).token_ids
+    assert remote["new"] == [tokenizer.decode(row) for row in local_new]

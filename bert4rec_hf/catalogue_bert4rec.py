@@ -1,0 +1,125 @@
+"""The model's catalogue: the items' attributes (each item's attribute embeddings, averaged and added to its id
+embedding, make the item's vector, at the input and in the tied output layer alike, so an item whose id row was never
+trained still has a meaningful vector), how often each item is drawn as a negative, and growing it by new items.
+
+This file imports only torch, so that `save_pretrained` can ship it beside the modeling file.
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ItemAttributeEmbeddings(nn.Module):
+    """
+    `attribute_embeddings`: one row per attribute id (`1 .. num_attributes`; 0 pads). `item_attributes`: each token
+    id's attribute ids, `(vocab_size, max_item_attributes)`, padded with 0; a buffer saved with the weights, so a saved
+    or pushed model serves with its attributes.
+    """
+
+    def __init__(self, num_attributes: int, max_item_attributes: int, vocab_size: int, hidden_size: int):
+        super().__init__()
+        self.attribute_embeddings = nn.Embedding(num_attributes + 1, hidden_size, padding_idx=0)
+        self.register_buffer("item_attributes", torch.zeros(vocab_size, max_item_attributes, dtype=torch.long))
+
+    def forward(self, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean attribute embedding of each token id (`(..., H)`), or of every token (`(vocab, H)`); 0 where an
+        item has none."""
+        attributes = self.item_attributes if token_ids is None else self.item_attributes[token_ids]
+        flat = attributes.reshape(-1, attributes.shape[-1])
+        if flat.shape[-1] == 0:
+            pooled = flat.new_zeros(flat.shape[0], self.attribute_embeddings.embedding_dim, dtype=torch.float)
+        else:
+            # EmbeddingBag's mean leaves the padding out and never holds the (items, attributes, H) tensor.
+            pooled = F.embedding_bag(flat, self.attribute_embeddings.weight, mode="mean", padding_idx=0)
+        return pooled.reshape(*attributes.shape[:-1], -1)
+
+    @torch.no_grad()
+    def resize(self, vocab_size: int) -> None:
+        """Follows the item table (`resize_token_embeddings`): new items have no attributes until they are set."""
+        table = self.item_attributes.new_zeros(vocab_size, self.item_attributes.shape[1])
+        keep = min(vocab_size, len(self.item_attributes))
+        table[:keep] = self.item_attributes[:keep]
+        self.item_attributes = table
+
+    @torch.no_grad()
+    def set_item_attributes(self, attribute_ids: list[list[int]]) -> None:
+        """Each token id's attribute ids (`Bert4RecTokenizer.item_attribute_ids()`): the table and the attribute
+        embeddings grow to hold them (new attributes' rows start at the mean of the others)."""
+        width = max((len(ids) for ids in attribute_ids), default=0)
+        table = torch.zeros(len(attribute_ids), width, dtype=torch.long, device=self.item_attributes.device)
+        for token_id, ids in enumerate(attribute_ids):
+            table[token_id, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        self.item_attributes = table
+        needed = int(table.max()) + 1 if table.numel() else 1
+        old = self.attribute_embeddings
+        if needed > old.num_embeddings:
+            grown = nn.Embedding(needed, old.embedding_dim, padding_idx=0).to(old.weight.device, old.weight.dtype)
+            grown.weight[: old.num_embeddings] = old.weight
+            grown.weight[old.num_embeddings:] = old.weight[1:].mean(0) if old.num_embeddings > 1 else 0.0
+            self.attribute_embeddings = grown
+
+
+class Bert4RecCatalogueMixin:
+    """What `Bert4RecForMaskedLM` does with its catalogue: item frequencies, attributes, and growing by new items."""
+
+    def set_item_frequencies(self, frequencies) -> None:
+        """
+        Each token's count in the training data (special tokens ignored): what `"popularity"` and `"in_batch"` negatives
+        are drawn and corrected by. Items never seen keep a count of one, so that each can still be drawn.
+        """
+        weights = torch.as_tensor(frequencies, dtype=torch.float32, device=self.head.sampling_weights.device)
+        weights = weights.clamp(min=1.0)
+        weights[list(self.head.special_token_ids)] = 0.0
+        self.head.sampling_weights.copy_(weights)
+
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        # Transformers resizes the item table (and `resize_token_embeddings` sets config.vocab_size, so num_items);
+        # the head's bias and sampling weights follow it.
+        embeddings = super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self._resize_head(embeddings.weight.shape[0], mean_resizing)
+        if self.bert4rec.embeddings.attributes is not None:
+            self.bert4rec.embeddings.attributes.resize(embeddings.weight.shape[0])
+        return embeddings
+
+    def set_item_attributes(self, attribute_ids: list[list[int]]) -> None:
+        """
+        Each token id's attribute ids (`tokenizer.item_attribute_ids()`), growing the catalogue to them when the
+        tokenizer has more items (`resize_token_embeddings`) and the attribute table when it has new attributes: after
+        `tokenizer.add_items(ids, attributes=...)`, the one call that makes new items recommendable by their attributes.
+        """
+        embeddings = self.bert4rec.embeddings
+        old_vocab = self.config.vocab_size
+        if len(attribute_ids) != old_vocab:
+            self.resize_token_embeddings(len(attribute_ids))
+            if len(attribute_ids) > old_vocab:
+                # New items start at the old items' mean id vector, not a random draw around it: until they are
+                # trained, their attributes alone tell them apart.
+                with torch.no_grad():
+                    table = embeddings.item_embeddings.weight
+                    table[old_vocab:] = table[len(self.head.special_token_ids):old_vocab].mean(0)
+        if embeddings.attributes is None:
+            embeddings.attributes = ItemAttributeEmbeddings(0, 0, self.config.vocab_size, self.config.hidden_size)
+            embeddings.attributes.to(embeddings.item_embeddings.weight.device)
+        embeddings.attributes.set_item_attributes(attribute_ids)
+        self.config.num_attributes = embeddings.attributes.attribute_embeddings.num_embeddings - 1
+        self.config.max_item_attributes = embeddings.attributes.item_attributes.shape[1]
+
+    def _resize_head(self, vocab_size: int, mean_resizing: bool = True) -> None:
+        """
+        Follows the item table to `vocab_size` rows (`resize_token_embeddings`): old items keep their bias and
+        sampling weight exactly; a new one's bias starts at the items' mean (`mean_resizing`, as Transformers starts a
+        new token's embedding at the mean of the others': a new item then scores as an average item would) or at 0, and
+        its sampling weight at one, the count of an item never seen.
+        """
+        head = self.head
+        old, keep = len(head.bias), min(len(head.bias), vocab_size)
+        bias = head.bias.data.new_zeros(vocab_size)
+        bias[:keep] = head.bias.data[:keep]
+        if vocab_size > old and mean_resizing:
+            bias[old:] = head.bias.data[len(head.special_token_ids):].mean()
+        head.bias = nn.Parameter(bias, requires_grad=head.bias.requires_grad)
+        weights = head.sampling_weights.new_ones(vocab_size)
+        weights[:keep] = head.sampling_weights[:keep]
+        head.sampling_weights = weights
+
