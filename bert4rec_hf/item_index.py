@@ -33,8 +33,8 @@ CONFIG_FILE = "item_index.json"
 
 
 def folded_item_vectors(model) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(token_ids, vectors)`: each item token's embedding with its output bias appended, special tokens left out."""
-    embeddings = model.get_input_embeddings().weight.detach().float()
+    """`(token_ids, vectors)`: each item token's vector with its output bias appended, special tokens left out."""
+    embeddings = model.bert4rec.embeddings.item_vectors().detach().float()  # with the attributes, if any
     bias = model.head.bias.detach().float()
     is_item = torch.ones(embeddings.shape[0], dtype=torch.bool)
     is_item[list(model.head.special_token_ids)] = False

@@ -30,8 +30,8 @@ from bert4rec_hf.cli import exit_on_bad_input
 from bert4rec_hf.evaluation import PopularityRecommender, evaluate_next_item
 from bert4rec_hf.hub import push_model
 from bert4rec_hf.training import (DataStatistics, TrainingArgumentParser, candidate_recipes, choose_exclude_seen,
-                                  load_user_sequences, prepare_training_data, race, refit, save_run, source_of,
-                                  summary)
+                                  load_user_sequences, prepare_training_data, race, read_item_attributes, refit,
+                                  save_run, source_of, summary)
 
 
 def build_accelerator(args) -> Accelerator:
@@ -53,8 +53,9 @@ def load_data(data_args, overrides, args, accelerator):
                                         data_args.min_user_interactions, **data_args.load_options)
         statistics = DataStatistics.of(sequences["item_ids"])
         candidates = candidate_recipes(data_args, overrides, args, statistics)
+        attributes = read_item_attributes(data_args, sequences, accelerator.print)
         data = prepare_training_data(sequences, source, data_format, candidates[0].validation_users,
-                                     candidates[0].max_length, args.seed, args.max_eval_users,
+                                     candidates[0].max_length, args.seed, args.max_eval_users, attributes,
                                      **data_args.load_options)
     accelerator.print(f"{data_args.dataset}: {statistics.users:,} users, {statistics.items:,} items, "
                       f"{statistics.interactions:,} interactions; median history {statistics.median_length:g} items")
@@ -65,8 +66,8 @@ def main(argv=None):
     data_args, overrides, args = TrainingArgumentParser(description="Train BERT4Rec with accelerate").parse(argv)
     transformers_logging.disable_progress_bar()  # no "Writing model shards" bar at every best epoch
     accelerator = build_accelerator(args)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     data, statistics, candidates = load_data(data_args, overrides, args, accelerator)
+    args.output_dir.mkdir(parents=True, exist_ok=True)  # after the data: bad input leaves nothing behind
     if args.with_tracking:
         accelerator.init_trackers("bert4rec", config={k: str(v) for k, v in vars(args).items()})
 

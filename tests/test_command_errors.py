@@ -165,6 +165,23 @@ def test_train_on_a_bad_log_says_what_is_wrong_in_one_line(tmp_path, log, messag
     assert completed.stderr.strip().splitlines()[-1].startswith(f"train.py: {path}: {message}")
 
 
+@pytest.mark.parametrize("features, message", [
+    ("item_id,genre\n999999,a\n", "none of its 1 item ids is an item of the log (its first is '999999')"),
+    ("item_id,genre\n1,a\n2,b\n1,c\n", "line 4: item 1 is listed twice"),
+    ("item_id,genre\n1,a||b\n", "line 2: item 1 has an empty attribute ('genre=')"),
+])
+def test_train_with_bad_item_attributes_says_what_is_wrong_and_saves_nothing(tmp_path, features, message):
+    log, attributes = tmp_path / "log.csv", tmp_path / "items.csv"
+    log.write_text("user,item\n" + "".join(f"{user},{item}\n" for user in range(3) for item in range(1, 5)))
+    attributes.write_text(features)
+    completed = run_example("train.py", tmp_path, "--dataset", str(log), "--item_features", str(attributes),
+                            "--output_dir", str(tmp_path / "out"))
+    assert completed.returncode == 2
+    last = completed.stderr.strip().splitlines()[-1]  # "FILE: what" or "FILE, line N: what"
+    assert last.startswith((f"train.py: {attributes}: {message}", f"train.py: {attributes}, {message}"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_evaluate_with_a_missing_model(tmp_path, beauty_sequences):
     data = tmp_path / "log.txt"
     data.write_text("".join(f"{user} {item}\n" for user, items in enumerate(beauty_sequences) for item in items))

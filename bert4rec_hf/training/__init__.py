@@ -3,7 +3,7 @@ run that the selection, each candidate of a recipe race and the refit share, the
 budget schedule, and what a run leaves behind. `examples/train.py` puts them together."""
 
 from .arguments import DataArguments, RecipeArguments, RunArguments, TrainingArgumentParser
-from .data import TrainingData, load_user_sequences, prepare_training_data, source_of
+from .data import TrainingData, load_user_sequences, prepare_training_data, read_item_attributes, source_of
 from .optimizer import LazyAdamW
 from .outputs import save_run, summary
 from .recipes import (BUILT_IN_DATA_SETS, OBJECTIVES, RECIPE_FIELDS, DataStatistics, Recipe, read_recipe,
@@ -34,6 +34,7 @@ __all__ = [
     "model_class",
     "prepare_training_data",
     "race",
+    "read_item_attributes",
     "read_recipe",
     "recipe_candidates",
     "refit",

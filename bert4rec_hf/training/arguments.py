@@ -29,6 +29,12 @@ class DataArguments:
     item_column: str | None = _help("the item column of a table of interactions")
     timestamp_column: str | None = _help("the timestamp column of a table of interactions")
     title_column: str | None = _help("the item title column of a table of interactions")
+    item_features: Path | None = _help("item attributes: a table (.csv, .tsv, .parquet, .jsonl), S3Rec's "
+                                       "*_item2attributes.json, or MovieLens' u.item / movies.dat")
+    item_features_item_column: str | None = _help("the item id column of --item_features (found by its usual names)")
+    item_features_columns: list[str] | None = _help("the attribute columns of --item_features (default: all others "
+                                                     "but titles and other ids)")
+    item_features_separator: str = _help("what joins several values in one cell of --item_features", "|")
     min_item_interactions: int = _help("k-core: items with this many or more...", 1)
     min_user_interactions: int = _help("...and users with this many or more", 1)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..data import filter_k_core, item_popularity, leave_one_out, load_item_titles, load_sequences
+from ..data import (filter_k_core, item_popularity, leave_one_out, load_item_attributes, load_item_titles,
+                    load_sequences)
 from ..tokenization_bert4rec import Bert4RecTokenizer
 
 
@@ -37,14 +38,17 @@ def load_user_sequences(source, format: str | None, print_line=print, min_item_i
 
 
 def prepare_training_data(sequences: datasets.Dataset, source, format, validation_users: int, max_length: int,
-                          seed: int, max_eval_users: int | None = None, **options) -> TrainingData:
-    """Leave-one-out splits, the tokenizer (with the source's titles) and the training items as token ids."""
+                          seed: int, max_eval_users: int | None = None, item_attributes: dict | None = None,
+                          **options) -> TrainingData:
+    """Leave-one-out splits, the tokenizer (with the source's titles and the `item_attributes` given) and the training
+    items as token ids."""
     splits = leave_one_out(sequences, validation_users=validation_users, seed=seed)
     if splits["validation"].num_rows == 0:
         raise ValueError(f"{source}: no user has the 3 items that leave-one-out needs (a training item, a validation "
                          "item and a test item)")
     titles = load_item_titles(source, format=format, **options)
-    tokenizer = Bert4RecTokenizer.from_sequences(sequences["item_ids"], titles=titles, model_max_length=max_length)
+    tokenizer = Bert4RecTokenizer.from_sequences(sequences["item_ids"], titles=titles, model_max_length=max_length,
+                                                 item_attributes=item_attributes)
     train_sequences = [tokenizer.convert_items_to_ids(items) for items in splits["train"]["item_ids"]]
     validation = splits["validation"]
     if max_eval_users is not None and max_eval_users < validation.num_rows:
@@ -61,3 +65,23 @@ def source_of(dataset: str, data_dir: Path, built_in) -> tuple[Path, str | None]
     if not source.exists():
         raise FileNotFoundError(f"{dataset}: {source} not found. Put the data set there or pass --data_dir.")
     return source, built_in.format
+
+
+def read_item_attributes(data_args, sequences: datasets.Dataset, print_line=print) -> dict | None:
+    """`--item_features`, checked against the log: an error when none of its items is one of the log's; the log's items
+    without attributes are counted (they are fine)."""
+    if data_args.item_features is None:
+        return None
+    attributes = load_item_attributes(data_args.item_features, item_column=data_args.item_features_item_column,
+                                      attribute_columns=data_args.item_features_columns,
+                                      separator=data_args.item_features_separator)
+    items = {str(item) for sequence in sequences["item_ids"] for item in sequence}
+    covered = items & attributes.keys()
+    if not covered:
+        example = next(iter(attributes), None)
+        raise ValueError(f"{data_args.item_features}: none of its {len(attributes):,} item ids is an item of the log "
+                         f"(its first is {example!r}): is it the attribute file of this data set?")
+    distinct = len({value for item in covered for value in attributes[item]})
+    print_line(f"item attributes: {len(covered):,} of the log's {len(items):,} items have some ({distinct:,} distinct "
+               f"attributes); {len(items) - len(covered):,} have none")
+    return attributes

@@ -117,6 +117,8 @@ class TrainingRun:
         self.validation, self.directory, self.name, self.checkpoints = validation, Path(directory), name, checkpoints
         set_seed(args.seed)
         model = build_model(recipe, tokenizer.num_items)
+        if tokenizer.num_attributes:
+            model.set_item_attributes(tokenizer.item_attribute_ids())
         if recipe.loss_type != "full" and recipe.negative_sampling != "uniform":
             model.set_item_frequencies(item_popularity([e["input_ids"] for e in examples], tokenizer.vocab_size))
         # A sampled loss touches a few thousand rows of the item table a step: only they are updated (LazyAdamW). Not
