@@ -56,7 +56,7 @@ def load_data(data_args, overrides, args, accelerator):
         attributes = read_item_attributes(data_args, sequences, accelerator.print)
         data = prepare_training_data(sequences, source, data_format, candidates[0].validation_users,
                                      candidates[0].max_length, args.seed, args.max_eval_users, attributes,
-                                     **data_args.load_options)
+                                     args.model_name_or_path, **data_args.load_options)
     accelerator.print(f"{data_args.dataset}: {statistics.users:,} users, {statistics.items:,} items, "
                       f"{statistics.interactions:,} interactions; median history {statistics.median_length:g} items")
     return data, statistics, candidates

@@ -30,7 +30,7 @@ def main():
         recommend = pipeline("next-item-recommendation", model=repo_id, revision=revision)
         output["pipeline"] = recommend(histories, top_k=10)
         card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=revision))
-        output["card_metrics"] = {r.metric_type: r.metric_value for r in card.data.eval_results}
+        output["card_metrics"] = {r.metric_type: r.metric_value for r in card.data.eval_results or []}
     print(json.dumps(output))
 
 

@@ -220,3 +220,33 @@ def test_push_to_a_branch_and_as_a_pull_request(hub, trained_model_dir, tmp_path
     histories = some_histories(trained_model_dir)
     assert pull("tester/bert4rec-branches", client_env(tmp_path, endpoint, home="branch_reader"), histories,
                 revision="experiment")["items"] == local_recommendations(trained_model_dir, histories)
+
+
+def test_a_grown_model_with_attributes_pushes_pulls_and_serves_its_new_items(hub, tmp_path, beauty_sequences):
+    from bert4rec_hf import Bert4RecTokenizer
+
+    from test_item_attributes import attribute_model
+
+    items = {item for sequence in beauty_sequences for item in sequence}
+    tokenizer = Bert4RecTokenizer.from_sequences(
+        beauty_sequences, item_attributes={item: [f"category={item % 7}"] for item in items}, model_max_length=50)
+    model = attribute_model(tokenizer).eval()
+    new = {80_000_001: ["category=3", "brand=New"], 80_000_002: ["category=4"]}
+    tokenizer.add_items(list(new), attributes=new)
+    model.set_item_attributes(tokenizer.item_attribute_ids())
+    directory = tmp_path / "grown"
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / "README.md").write_text("---\nlibrary_name: transformers\n---\n# A grown model with attributes\n")
+    state, endpoint = hub
+    push(directory, "tester/grown-with-attributes", client_env(tmp_path, endpoint))
+    repo = state.repos["tester/grown-with-attributes"]
+    files = repo.commits[repo.refs["main"]]
+    assert {"item_attributes.json", "catalogue_bert4rec.py", "modeling_bert4rec.py"} <= set(files)
+    histories = [beauty_sequences[0][:3] + [80_000_001], [80_000_002], beauty_sequences[1]]
+    expected = local_recommendations(directory, histories)
+    pulled = pull("tester/grown-with-attributes", client_env(tmp_path, endpoint, home="fresh"), histories)
+    assert pulled["items"] == expected
+    remote = pull("tester/grown-with-attributes", client_env(tmp_path, endpoint, home="fresh"), histories,
+                  action="pull-remote-code")
+    assert remote["items"] == expected

@@ -8,8 +8,10 @@ from accelerate import Accelerator
 
 from bert4rec_hf import Bert4RecForCausalLM, Bert4RecForMaskedLM
 from bert4rec_hf.evaluation import evaluate_next_item
-from bert4rec_hf.training import (DataStatistics, Pause, Recipe, RunArguments, TrainingRun, choose_exclude_seen,
-                                  prepare_training_data, race, recipe_candidates, refit, training_examples)
+from bert4rec_hf.training import (DataArguments, DataStatistics, Pause, Recipe, RunArguments, TrainingRun,
+                                  candidate_recipes, choose_exclude_seen, prepare_training_data, race,
+                                  recipe_candidates, refit, training_examples)
+from bert4rec_hf.training.recipes import write_recipe
 
 from conftest import BUNDLED_BEAUTY
 
@@ -102,3 +104,40 @@ def test_items_already_seen_are_left_out_unless_validation_scores_them_higher(tm
     exclude_seen, kept = choose_exclude_seen(trained_beauty_model, data, left_out, **evaluation)
     assert exclude_seen == (kept["validation_history_kept_full_ndcg@10"] <= left_out["validation_full_ndcg@10"])
     assert 0 <= kept["validation_history_kept_full_ndcg@10"] <= 1
+
+
+def test_continuing_from_a_saved_model_grows_its_catalogue_and_starts_from_its_weights(tmp_path, accelerator,
+                                                                                       trained_beauty_model,
+                                                                                       beauty_tokenizer,
+                                                                                       beauty_sequences):
+    saved = tmp_path / "yesterday"
+    trained_beauty_model.save_pretrained(saved)
+    beauty_tokenizer.save_pretrained(saved)
+    recipe = Recipe(**{**SMALL, "hidden_size": 64, "intermediate_size": 256, "max_length": 50})
+    write_recipe(saved / "recipe.json", recipe)
+    # Today's log: yesterday's users, and new users with items the catalogue has never seen.
+    new_items = [70_000_001, 70_000_002, 70_000_003]
+    today = beauty_sequences + [[beauty_sequences[0][0], new_items[0], new_items[1], new_items[2]]] * 3
+    sequences = datasets.Dataset.from_dict({"user_id": list(range(len(today))), "item_ids": today})
+    args = arguments(tmp_path / "today", max_train_steps=5, model_name_or_path=str(saved))
+    data_args = DataArguments(dataset=str(BUNDLED_BEAUTY))
+    candidates = candidate_recipes(data_args, {}, args, DataStatistics.of(today))
+    assert candidates == [recipe]  # the saved recipe is the default
+    data = prepare_training_data(sequences, BUNDLED_BEAUTY, "txt", validation_users=100, max_length=50, seed=0,
+                                 continue_from=str(saved))
+    tokenizer = data.tokenizer
+    assert tokenizer.convert_items_to_ids(beauty_sequences[0]) == beauty_tokenizer.convert_items_to_ids(
+        beauty_sequences[0])  # old items keep their token ids
+    assert tokenizer.convert_items_to_ids(new_items) == list(range(beauty_tokenizer.vocab_size,
+                                                                   beauty_tokenizer.vocab_size + 3))
+    run = TrainingRun(recipe, args, accelerator, tokenizer, training_examples(recipe, data.train_sequences),
+                      args.output_dir, data.validation)
+    model = accelerator.unwrap_model(run.model)
+    old_vocab = beauty_tokenizer.vocab_size
+    # Before its first step: every old row exactly where it was, the catalogue grown by the new items.
+    for name, tensor in trained_beauty_model.state_dict().items():
+        grown = model.state_dict()[name]
+        torch.testing.assert_close(grown[:old_vocab] if grown.shape != tensor.shape else grown, tensor, rtol=0, atol=0)
+    assert model.config.num_items == beauty_tokenizer.num_items + 3
+    run.fit()
+    assert run.state.completed_steps == 5

@@ -64,6 +64,9 @@ class RunArguments:
 
     output_dir: Path = field(metadata={"help": "where the model, its card, results and checkpoints go"})
     recipe: Path | None = _help("a run's recipe.json, to train with it again")
+    model_name_or_path: str | None = _help("a saved model (a directory or a Hub id) to continue training on a newer "
+                                           "log: its recipe is the default, its catalogue grows by the log's new items "
+                                           "and its weights start where they were")
     race_share: float = _help("share of the budget each candidate recipe trains before validation picks one", 0.15)
     max_train_steps: int | None = _help("a budget in optimizer steps (overrides num_train_epochs); a budget in steps "
                                         "or epochs replaces the recipe's time budget unless --max_train_time is given")

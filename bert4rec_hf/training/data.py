@@ -39,16 +39,24 @@ def load_user_sequences(source, format: str | None, print_line=print, min_item_i
 
 def prepare_training_data(sequences: datasets.Dataset, source, format, validation_users: int, max_length: int,
                           seed: int, max_eval_users: int | None = None, item_attributes: dict | None = None,
-                          **options) -> TrainingData:
+                          continue_from: str | None = None, **options) -> TrainingData:
     """Leave-one-out splits, the tokenizer (with the source's titles and the `item_attributes` given) and the training
-    items as token ids."""
+    items as token ids. `continue_from` (a saved model): its tokenizer, grown by the log's new items, so that every
+    old item keeps its token id."""
     splits = leave_one_out(sequences, validation_users=validation_users, seed=seed)
     if splits["validation"].num_rows == 0:
         raise ValueError(f"{source}: no user has the 3 items that leave-one-out needs (a training item, a validation "
                          "item and a test item)")
     titles = load_item_titles(source, format=format, **options)
-    tokenizer = Bert4RecTokenizer.from_sequences(sequences["item_ids"], titles=titles, model_max_length=max_length,
-                                                 item_attributes=item_attributes)
+    if continue_from is None:
+        tokenizer = Bert4RecTokenizer.from_sequences(sequences["item_ids"], titles=titles,
+                                                     model_max_length=max_length, item_attributes=item_attributes)
+    else:
+        tokenizer = Bert4RecTokenizer.from_pretrained(continue_from, model_max_length=max_length)
+        log_items = dict.fromkeys(item for sequence in sequences["item_ids"] for item in sequence)
+        new = [item for item in log_items if str(item) not in tokenizer.get_vocab()]
+        tokenizer.add_items(sorted(new) if all(isinstance(item, int) for item in new) else sorted(map(str, new)),
+                            titles=titles, attributes=item_attributes)
     train_sequences = [tokenizer.convert_items_to_ids(items) for items in splits["train"]["item_ids"]]
     validation = splits["validation"]
     if max_eval_users is not None and max_eval_users < validation.num_rows:

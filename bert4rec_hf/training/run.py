@@ -116,7 +116,12 @@ class TrainingRun:
         self.recipe, self.args, self.accelerator, self.tokenizer = recipe, args, accelerator, tokenizer
         self.validation, self.directory, self.name, self.checkpoints = validation, Path(directory), name, checkpoints
         set_seed(args.seed)
-        model = build_model(recipe, tokenizer.num_items)
+        if args.model_name_or_path is not None:  # continuing: the saved weights, grown to the tokenizer's catalogue
+            model = model_class(recipe).from_pretrained(args.model_name_or_path)
+            if not tokenizer.num_attributes:
+                model.resize_token_embeddings(len(tokenizer))
+        else:
+            model = build_model(recipe, tokenizer.num_items)
         if tokenizer.num_attributes:
             model.set_item_attributes(tokenizer.item_attribute_ids())
         if recipe.loss_type != "full" and recipe.negative_sampling != "uniform":

@@ -4,6 +4,8 @@ are recommended again, and the refit that trains the chosen recipe once more on 
 import math
 from dataclasses import replace
 
+from transformers.utils import cached_file
+
 from ..evaluation import evaluate_next_item
 from .arguments import DataArguments, RunArguments
 from .data import TrainingData
@@ -18,13 +20,16 @@ DEFAULT_TRAIN_TIME = 3300
 def candidate_recipes(data_args: DataArguments, overrides: dict, args: RunArguments,
                       statistics: DataStatistics) -> list[Recipe]:
     """
-    Another run's recipe (`--recipe`), the built-in data set's, or those read from the data; the recipe fields given
+    Another run's recipe (`--recipe`), the saved model's (`--model_name_or_path`), the built-in data set's, or those
+    read from the data; the recipe fields given
     override every one. A budget in steps or epochs (`--max_train_steps`, `--num_train_epochs`) replaces the recipes'
     time budget unless `--max_train_time` is given too: the same flags then train the same model on any machine.
     """
     objective, seconds = overrides.get("objective"), overrides.get("max_train_time")
     if args.recipe is not None:
         candidates = [read_recipe(args.recipe)]
+    elif args.model_name_or_path is not None:  # the nightly retrain: the saved model's own recipe
+        candidates = [read_recipe(cached_file(args.model_name_or_path, "recipe.json"))]
     elif data_args.built_in is not None:
         candidates = [data_args.built_in.recipe_for(objective)]
     else:
