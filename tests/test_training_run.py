@@ -141,3 +141,24 @@ def test_continuing_from_a_saved_model_grows_its_catalogue_and_starts_from_its_w
     assert model.config.num_items == beauty_tokenizer.num_items + 3
     run.fit()
     assert run.state.completed_steps == 5
+
+
+def test_with_attributes_the_race_also_decides_whether_to_read_them(tmp_path, accelerator, beauty_sequences):
+    items = {item for sequence in beauty_sequences for item in sequence}
+    attributes = {item: [f"category={item % 7}"] for item in items}
+    sequences = datasets.Dataset.from_dict({"user_id": list(range(len(beauty_sequences))),
+                                            "item_ids": beauty_sequences})
+    data = prepare_training_data(sequences, BUNDLED_BEAUTY, "txt", validation_users=100, max_length=20, seed=0,
+                                 item_attributes=attributes)
+    data_args = DataArguments(dataset=str(BUNDLED_BEAUTY), item_features=tmp_path / "items.csv")  # as if given
+    args = arguments(tmp_path, max_train_steps=20, race_share=0.2)
+    overrides = {k: v for k, v in SMALL.items() if v is not None}
+    candidates = candidate_recipes(data_args, overrides, args, DataStatistics.of(beauty_sequences))
+    assert [c.name for c in candidates] == ["cloze", "cloze-without-attributes", "causal",
+                                            "causal-without-attributes"]
+    run, recipe, chosen_by = race(candidates, args, accelerator, data)
+    assert set(chosen_by["validation_ndcg@10"]) == {c.name for c in candidates}
+    assert chosen_by["race_share"] == pytest.approx(0.1)  # four candidates share what two would take
+    assert all(spent["steps"] == 2 for spent in chosen_by["race_spent"].values())
+    model = run.final_model()
+    assert (model.bert4rec.embeddings.attributes is not None) == recipe.use_item_attributes

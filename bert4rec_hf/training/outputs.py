@@ -39,7 +39,7 @@ def save_run(directory: Path, model, tokenizer, results: dict, history: list[dic
                     ("ndcg@10", "hr@10", "mrr")}
     hyperparameters = {name: getattr(recipe, name) for name in RECIPE_FIELDS}
     hyperparameters.update(extra_hyperparameters)
-    if tokenizer.num_attributes:  # the item attributes the model reads, saved with the tokenizer
+    if tokenizer.num_attributes and recipe.use_item_attributes:  # the attributes the model reads
         shown = ", ".join(tokenizer.attributes[:8]) + (", ..." if tokenizer.num_attributes > 8 else "")
         hyperparameters["item_attributes"] = f"{tokenizer.num_attributes} ({shown})"
     for name in ("epochs", "best_epoch", "train_runtime_s", "best_weights_averaged", "refit_epochs"):

@@ -53,6 +53,12 @@ class Recipe:
     max_train_time: float | None = 3300  # seconds
     refit: bool = False
     average_weights_from: float | None = None  # a share of the budget; None: keep the last weights
+    use_item_attributes: bool = True  # read the item attributes (--item_features) where the run has them
+
+    @property
+    def name(self) -> str:
+        """What a race calls this candidate: its objective, and whether it reads the item attributes."""
+        return self.objective + ("" if self.use_item_attributes else "-without-attributes")
 
     def to_dict(self) -> dict:
         return asdict(self)

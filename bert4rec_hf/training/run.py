@@ -118,11 +118,11 @@ class TrainingRun:
         set_seed(args.seed)
         if args.model_name_or_path is not None:  # continuing: the saved weights, grown to the tokenizer's catalogue
             model = model_class(recipe).from_pretrained(args.model_name_or_path)
-            if not tokenizer.num_attributes:
+            if not (tokenizer.num_attributes and recipe.use_item_attributes):
                 model.resize_token_embeddings(len(tokenizer))
         else:
             model = build_model(recipe, tokenizer.num_items)
-        if tokenizer.num_attributes:
+        if tokenizer.num_attributes and recipe.use_item_attributes:
             model.set_item_attributes(tokenizer.item_attribute_ids())
         if recipe.loss_type != "full" and recipe.negative_sampling != "uniform":
             model.set_item_frequencies(item_popularity([e["input_ids"] for e in examples], tokenizer.vocab_size))

@@ -36,6 +36,9 @@ def candidate_recipes(data_args: DataArguments, overrides: dict, args: RunArgume
         candidates = [c for c in recipe_candidates(statistics, seconds or DEFAULT_TRAIN_TIME)
                       if objective in (None, c.objective)]
     candidates = [c.with_overrides(**overrides) for c in candidates]
+    if data_args.item_features is not None and len(candidates) > 1 and overrides.get("use_item_attributes") is None:
+        # Read from the data: whether the attributes help is for validation to say, as which objective does.
+        candidates = [replace(c, use_item_attributes=use) for c in candidates for use in (True, False)]
     if seconds is None and (args.max_train_steps is not None or overrides.get("num_train_epochs") is not None):
         candidates = [replace(c, max_train_time=None) for c in candidates]
     return candidates
@@ -62,23 +65,25 @@ def race(candidates: list[Recipe], args: RunArguments, accelerator,
         return run.fit(), candidates[0], None
     if args.resume_from_checkpoint:
         raise ValueError("--resume_from_checkpoint resumes one recipe: pass the --objective its recipe.json names")
+    # Each of two candidates trains `race_share` of the budget; more share the same total (objectives x attributes).
+    share = args.race_share * min(1.0, 2 / len(candidates))
     seconds = candidates[0].max_train_time
     if seconds is not None:
-        trial = args.race_share * seconds
+        trial = share * seconds
         candidates = [c.with_overrides(max_train_time=c.max_train_time - trial * (len(candidates) - 1))
                       for c in candidates]
-    runs = [training_run(c, args, accelerator, data, args.output_dir / "candidates" / c.objective, c.objective,
+    runs = [training_run(c, args, accelerator, data, args.output_dir / "candidates" / c.name, c.name,
                          checkpoints=False) for c in candidates]
     for run in runs:
         run.fit(Pause(seconds=trial) if seconds is not None else
-                Pause(steps=math.ceil(args.race_share * run.max_steps)))
+                Pause(steps=math.ceil(share * run.max_steps)))
     scores = {run.name: run.state.best_ndcg for run in runs}
     winner = max(range(len(runs)), key=lambda i: runs[i].state.best_ndcg)
     spent = {run.name: {"seconds": round(run.clock.seconds(), 1), "steps": run.state.completed_steps} for run in runs}
-    accelerator.print(f"after {args.race_share:.0%} of the budget each, validation NDCG@10 "
+    accelerator.print(f"after {share * 100:g}% of the budget each, validation NDCG@10 "
                       f"{', '.join(f'{name} {ndcg:.4f}' for name, ndcg in scores.items())}: {runs[winner].name} "
                       "trains on")
-    chosen_by = {"race_share": args.race_share, "race_spent": spent, "validation_ndcg@10": scores}
+    chosen_by = {"race_share": share, "race_spent": spent, "validation_ndcg@10": scores}
     if seconds is not None:
         chosen_by["race_seconds_each"] = trial
     return runs[winner].fit(), candidates[winner], chosen_by
