@@ -53,8 +53,9 @@ def prepare_training_data(sequences: datasets.Dataset, source, format, validatio
                                                      model_max_length=max_length, item_attributes=item_attributes)
     else:
         tokenizer = Bert4RecTokenizer.from_pretrained(continue_from, model_max_length=max_length)
-        log_items = dict.fromkeys(item for sequence in sequences["item_ids"] for item in sequence)
-        new = [item for item in log_items if str(item) not in tokenizer.get_vocab()]
+        log_items, known = dict.fromkeys(item for sequence in sequences["item_ids"] for item in sequence), \
+            tokenizer.get_vocab()
+        new = [item for item in log_items if str(item) not in known]
         tokenizer.add_items(sorted(new) if all(isinstance(item, int) for item in new) else sorted(map(str, new)),
                             titles=titles, attributes=item_attributes)
     train_sequences = [tokenizer.convert_items_to_ids(items) for items in splits["train"]["item_ids"]]

@@ -21,7 +21,7 @@ def candidate_recipes(data_args: DataArguments, overrides: dict, args: RunArgume
                       statistics: DataStatistics) -> list[Recipe]:
     """
     Another run's recipe (`--recipe`), the saved model's (`--model_name_or_path`), the built-in data set's, or those
-    read from the data; the recipe fields given
+    read from the data (with `--item_features`, each with and without the attributes); the recipe fields given
     override every one. A budget in steps or epochs (`--max_train_steps`, `--num_train_epochs`) replaces the recipes'
     time budget unless `--max_train_time` is given too: the same flags then train the same model on any machine.
     """
@@ -35,10 +35,11 @@ def candidate_recipes(data_args: DataArguments, overrides: dict, args: RunArgume
     else:
         candidates = [c for c in recipe_candidates(statistics, seconds or DEFAULT_TRAIN_TIME)
                       if objective in (None, c.objective)]
+        if data_args.item_features is not None:
+            # Whether the attributes help is for validation to say, as it says which objective does.
+            candidates = [replace(c, use_item_attributes=use) for c in candidates for use in (True, False)]
     candidates = [c.with_overrides(**overrides) for c in candidates]
-    if data_args.item_features is not None and len(candidates) > 1 and overrides.get("use_item_attributes") is None:
-        # Read from the data: whether the attributes help is for validation to say, as which objective does.
-        candidates = [replace(c, use_item_attributes=use) for c in candidates for use in (True, False)]
+    candidates = list(dict.fromkeys(candidates))  # `--use_item_attributes` given: the pairs are one recipe again
     if seconds is None and (args.max_train_steps is not None or overrides.get("num_train_epochs") is not None):
         candidates = [replace(c, max_train_time=None) for c in candidates]
     return candidates
