@@ -3,7 +3,8 @@
     python bench/continue_training.py [--before_seconds 240] [--continue_seconds 60] [--cut_quantile 0.9]
 
 On MovieLens-100K (real timestamps, `../shared/data/ml-100k`), every run with ML-100K's built-in recipe
-(`bert4rec_hf/training/recipes/ml-100k.json`) and only its time budget changed:
+(`bert4rec_hf/training/recipes/ml-100k.json`), only its time budget changed and early stopping off (each run trains its
+whole budget; the best validation epoch is still the one kept):
 1. "yesterday": trained on the interactions before a date (the `--cut_quantile` of the log's timestamps);
 2. "continued": that model continued on the whole log (`--model_name_or_path`) for `--continue_seconds`;
 3. "scratch": a fresh model on the whole log for both budgets together.
@@ -32,8 +33,10 @@ RECIPE = REPO / "bert4rec_hf" / "training" / "recipes" / "ml-100k.json"
 
 def train(dataset: Path, output: Path, seconds: float, *flags) -> tuple[dict, float]:
     """`examples/train.py` on `dataset` with ML-100K's recipe for `seconds`; its results and its wall time."""
+    # No early stopping: each run trains its whole time budget, so the totals compared are equal.
     command = [sys.executable, str(REPO / "examples" / "train.py"), "--dataset", str(dataset), "--format", "movielens",
-               "--recipe", str(RECIPE), "--max_train_time", str(seconds), "--output_dir", str(output), *flags]
+               "--recipe", str(RECIPE), "--max_train_time", str(seconds), "--early_stopping_patience", "1000000",
+               "--output_dir", str(output), *flags]
     start = time.perf_counter()
     completed = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
