@@ -502,7 +502,6 @@ class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecCatalogueMixin, B
         item_embeddings, sparse_lookup = embeddings.item_embeddings.weight, self.sparse_item_gradients
         if labels is not None and self.config.loss_type == "full" and torch.is_grad_enabled():
             item_embeddings, sparse_lookup = GradientAfterLookup.apply(item_embeddings), True
-        item_embeddings = embeddings.item_vectors(item_embeddings)  # with the attributes, where there are any
         if labels is not None:
             positions_to_keep = labels != -100
         else:
@@ -532,6 +531,8 @@ class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecCatalogueMixin, B
                 loss = F.cross_entropy(logits.float(), targets) if len(targets) else logits.sum() * 0.0
             else:
                 logits = None
+                # Only this branch needs the item vectors here (the logits' branches build their own in item_scores).
+                item_embeddings = embeddings.item_vectors(item_embeddings)  # with the attributes, where there are any
                 if self.config.loss_type == "full":
                     loss = self.head.loss(masked_output, item_embeddings, targets)
                 else:
