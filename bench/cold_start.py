@@ -1,0 +1,165 @@
+"""Cold-start items: items never trained on, added to a trained model by their attributes alone.
+
+    python bench/cold_start.py [--cold_share 0.1] [--max_train_time 900] [--seed 0]
+
+On S3Rec's Beauty (`../shared/data/s3rec/Beauty.txt` and `Beauty_item2attributes.json`), `--cold_share` of the items,
+drawn at random, are taken out of the log: every interaction with them is removed before training. Three models are
+trained by `examples/train.py` with the same flags (the recipe read from the data, `--objective causal`: the objective
+S3Rec Beauty's race picks, so that no race takes a share of the budget; the same `--max_train_time`):
+1. "attributes": on the log without the cold items, reading the attributes (`--use_item_attributes`);
+2. "id only": on the same log, without them;
+3. "no removal": reading the attributes, on the whole log: the reference for the items it did not lose.
+Afterwards the cold items are added to the first two as a deployment adds the day's new items:
+`tokenizer.add_items(cold, attributes=...)` and `model.set_item_attributes(...)` for 1, `tokenizer.add_items(cold)` and
+`model.resize_token_embeddings(...)` for 2 (the id-only model has nothing but an average id row to give them).
+
+Every model is tested on the whole log's test split (each user's last item, everything before it the history; full
+ranking over every item, history excluded), through `evaluate_next_item`, the code path `recommend()` serves. Targets
+that are cold items and targets that are not are scored apart. The baseline "attribute popularity" recommends, among
+the items sharing at least one attribute with the target (it is told the target's attributes), the most popular: a warm
+item by its count in the histories, a cold item by the mean count of the warm items carrying each of its attributes.
+Last line: `cold_ndcg10=<x> cold_ndcg10_attribute_popularity=<y> cold_ndcg10_id_only=<z> warm_ratio=<w>`
+(`warm_ratio`: the attribute model's NDCG@10 on warm targets over the no-removal model's).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+import bert4rec_hf  # noqa: F401  (registers the model with the Auto classes)
+from bert4rec_hf.data import load_item_attributes
+from bert4rec_hf.evaluation import evaluate_next_item, metrics_from_ranks
+from common import REPO, SHARED_DATA
+
+
+def read_log(path: Path) -> dict[int, list[int]]:
+    """S3Rec's `user item item ...` lines: user -> items in order."""
+    rows = (line.split() for line in path.read_text().splitlines() if line.strip())
+    return {int(user): [int(i) for i in items] for user, *items in rows}
+
+
+def train(log: Path, attributes: Path | None, output: Path, seconds: float) -> float:
+    """`examples/train.py` on `log` (reading `attributes` when given); its wall time."""
+    command = [sys.executable, str(REPO / "examples" / "train.py"), "--dataset", str(log), "--objective", "causal",
+               "--max_train_time", str(seconds), "--no_evaluate_test", "--output_dir", str(output)]
+    if attributes is not None:
+        command += ["--item_features", str(attributes), "--use_item_attributes"]
+    start = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def test_split(log: dict[int, list[int]], users: list[int]) -> datasets.Dataset:
+    """Leave-one-out test rows of `users`: the last item is the target, the items before it the history."""
+    return datasets.Dataset.from_dict({"user_id": users, "item_ids": [log[u][:-1] for u in users],
+                                       "target": [log[u][-1] for u in users]})
+
+
+def attribute_popularity_ranks(log, users, attributes: dict[str, list[str]], cold: set[int]) -> np.ndarray:
+    """Each target's 0-based rank under the attribute-popularity baseline (see the module's docstring)."""
+    counts: dict[int, int] = {}
+    for items in log.values():
+        for item in items[:-1]:  # histories only: no test target is counted
+            if item not in cold:
+                counts[item] = counts.get(item, 0) + 1
+    items = sorted({i for sequence in log.values() for i in sequence})
+    by_attribute: dict[str, list[int]] = {}
+    for item in items:
+        for value in attributes.get(str(item), []):
+            by_attribute.setdefault(value, []).append(item)
+    mean_warm_count = {value: np.mean([counts.get(i, 0) for i in holders if i not in cold] or [0.0])
+                       for value, holders in by_attribute.items()}
+    position = {item: p for p, item in enumerate(items)}
+    score = np.array([np.mean([mean_warm_count[v] for v in attributes.get(str(i), [])] or [0.0]) if i in cold
+                      else counts.get(i, 0) for i in items], dtype=np.float64)
+    ranks = []
+    for user in users:
+        *history, target = log[user]
+        shared = np.zeros(len(items), dtype=bool)
+        for value in attributes.get(str(target), []):
+            shared[[position[i] for i in by_attribute[value]]] = True
+        candidates = np.where(shared, score, -np.inf)
+        candidates[[position[i] for i in history]] = -np.inf
+        ranks.append(int((candidates > score[position[target]]).sum()))
+    return np.array(ranks)
+
+
+def ndcg10(model, tokenizer, split) -> float:
+    return evaluate_next_item(model, tokenizer, split, protocols=("full",))["full_ndcg@10"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cold_share", type=float, default=0.1)
+    parser.add_argument("--max_train_time", type=float, default=900, help="each model's training budget, seconds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work_dir", type=Path, default=None, help="where the runs go (default: a new temporary one)")
+    args = parser.parse_args()
+
+    source, attribute_file = SHARED_DATA / "s3rec" / "Beauty.txt", SHARED_DATA / "s3rec" / "Beauty_item2attributes.json"
+    for path in (source, attribute_file):
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: this bench needs ../shared/data (or BERT4REC_SHARED_DATA)")
+    log, attributes = read_log(source), load_item_attributes(attribute_file)
+    items = sorted({i for sequence in log.values() for i in sequence})
+    rng = np.random.default_rng(args.seed)
+    cold = {int(i) for i in rng.choice(items, size=round(args.cold_share * len(items)), replace=False)}
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="cold-start-"))
+    warm_log = work / "warm" / "Beauty.txt"
+    warm_log.parent.mkdir(parents=True, exist_ok=True)
+    warm_log.write_text("".join(f"{user} {' '.join(map(str, kept))}\n" for user, sequence in log.items()
+                                if (kept := [i for i in sequence if i not in cold])))
+    warm_attributes = work / "warm" / "Beauty_item2attributes.json"
+    warm_attributes.write_text(json.dumps({item: [v.split("=", 1)[1] for v in values]
+                                           for item, values in attributes.items() if int(item) not in cold}))
+    users = sorted(log)
+    cold_users = [u for u in users if log[u][-1] in cold]
+    warm_users = [u for u in users if log[u][-1] not in cold]
+    print(f"S3Rec Beauty: {len(items):,} items, {len(cold):,} cold ({args.cold_share:.0%}, seed {args.seed}); "
+          f"{sum(map(len, log.values())):,} interactions, {sum(i not in cold for s in log.values() for i in s):,} "
+          f"kept; test targets: {len(cold_users):,} cold, {len(warm_users):,} warm", flush=True)
+
+    runs = {"attributes": (warm_log, warm_attributes), "id only": (warm_log, None),
+            "no removal": (source, attribute_file)}
+    walls = {}
+    for name, (log_file, features) in runs.items():
+        walls[name] = train(log_file, features, work / name.replace(" ", "-"), args.max_train_time)
+        print(f"trained {name}: {walls[name]:.0f} s", flush=True)
+
+    cold_split, warm_split = test_split(log, cold_users), test_split(log, warm_users)
+    cold_ids = sorted(cold)
+    results = {}
+    for name in runs:
+        directory = work / name.replace(" ", "-")
+        model, tokenizer = AutoModelForMaskedLM.from_pretrained(directory), AutoTokenizer.from_pretrained(directory)
+        if name == "attributes":
+            tokenizer.add_items(cold_ids, attributes={i: attributes.get(str(i), []) for i in cold_ids})
+            model.set_item_attributes(tokenizer.item_attribute_ids())
+        elif name == "id only":
+            torch.manual_seed(args.seed)  # the new rows are drawn around the old ones' mean
+            tokenizer.add_items(cold_ids)
+            model.resize_token_embeddings(len(tokenizer))
+        results[name] = {"warm": ndcg10(model, tokenizer, warm_split)}
+        if name != "no removal":
+            results[name]["cold"] = ndcg10(model, tokenizer, cold_split)
+        print(f"{name}: test NDCG@10 {', '.join(f'{k} {v:.4f}' for k, v in results[name].items())}", flush=True)
+    baseline = metrics_from_ranks(attribute_popularity_ranks(log, cold_users, attributes, cold))["ndcg@10"]
+    print(f"attribute popularity: test NDCG@10 cold {baseline:.4f}")
+    print(f"cold_ndcg10={results['attributes']['cold']:.4f} cold_ndcg10_attribute_popularity={baseline:.4f} "
+          f"cold_ndcg10_id_only={results['id only']['cold']:.4f} "
+          f"warm_ratio={results['attributes']['warm'] / results['no removal']['warm']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
