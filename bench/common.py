@@ -43,6 +43,17 @@ def runs_dir(output_root: Path, dataset: str) -> Path:
     return output_root / re.sub(r"[^A-Za-z0-9.-]+", "-", dataset).strip("-")
 
 
+def train_to_end(flags: list[str], output: Path) -> float:
+    """`examples/train.py FLAGS --output_dir OUTPUT`, waited for; its wall time. A failed run ends the bench with the
+    tail of its error output."""
+    command = [sys.executable, str(REPO / "examples" / "train.py"), *flags, "--output_dir", str(output)]
+    start = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"{shlex.join(command)} failed:\n{completed.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
 def launch_training(dataset: str, data_dir: Path, output: Path, flags: list[str], threads: int) -> subprocess.Popen:
     """`examples/train.py --dataset DATASET FLAGS` in the background on `threads` threads, its output in `train.log`:
     how the side-by-side comparisons give every run the same share of the machine."""

@@ -17,15 +17,13 @@ interaction after it, and otherwise is yesterday's own test item. Last line:
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import REPO, SHARED_DATA
+from common import REPO, SHARED_DATA, train_to_end
 
 
 RECIPE = REPO / "bert4rec_hf" / "training" / "recipes" / "ml-100k.json"
@@ -34,14 +32,8 @@ RECIPE = REPO / "bert4rec_hf" / "training" / "recipes" / "ml-100k.json"
 def train(dataset: Path, output: Path, seconds: float, *flags) -> tuple[dict, float]:
     """`examples/train.py` on `dataset` with ML-100K's recipe for `seconds`; its results and its wall time."""
     # No early stopping: each run trains its whole time budget, so the totals compared are equal.
-    command = [sys.executable, str(REPO / "examples" / "train.py"), "--dataset", str(dataset), "--format", "movielens",
-               "--recipe", str(RECIPE), "--max_train_time", str(seconds), "--early_stopping_patience", "1000000",
-               "--output_dir", str(output), *flags]
-    start = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if completed.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+    wall = train_to_end(["--dataset", str(dataset), "--format", "movielens", "--recipe", str(RECIPE),
+                         "--max_train_time", str(seconds), "--early_stopping_patience", "1000000", *flags], output)
     results = json.loads((output / "all_results.json").read_text())
     print(f"{output.name}: test NDCG@10 {results['test_full_ndcg@10']:.4f}, HR@10 {results['test_full_hr@10']:.4f}, "
           f"{results['epochs']} epochs, training {results['train_runtime_s']:.0f} s, wall {wall:.0f} s", flush=True)

@@ -14,13 +14,17 @@ class ItemAttributeEmbeddings(nn.Module):
     """
     `attribute_embeddings`: one row per attribute id (`1 .. num_attributes`; 0 pads). `item_attributes`: each token
     id's attribute ids, `(vocab_size, max_item_attributes)`, padded with 0; a buffer saved with the weights, so a saved
-    or pushed model serves with its attributes.
+    or pushed model serves with its attributes. `new_item_embedding` and `new_item_bias`: the id embedding and bias of
+    an item known by its attributes alone, learned where training drops items' ids (`item_id_dropout_prob`), and what
+    an item added after training starts from.
     """
 
     def __init__(self, num_attributes: int, max_item_attributes: int, vocab_size: int, hidden_size: int):
         super().__init__()
         self.attribute_embeddings = nn.Embedding(num_attributes + 1, hidden_size, padding_idx=0)
         self.register_buffer("item_attributes", torch.zeros(vocab_size, max_item_attributes, dtype=torch.long))
+        self.new_item_embedding = nn.Parameter(torch.zeros(hidden_size))
+        self.new_item_bias = nn.Parameter(torch.zeros(()))
 
     def forward(self, token_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The mean attribute embedding of each token id (`(..., H)`), or of every token (`(vocab, H)`); 0 where an
@@ -33,6 +37,13 @@ class ItemAttributeEmbeddings(nn.Module):
             # EmbeddingBag's mean leaves the padding out and never holds the (items, attributes, H) tensor.
             pooled = F.embedding_bag(flat, self.attribute_embeddings.weight, mode="mean", padding_idx=0)
         return pooled.reshape(*attributes.shape[:-1], -1)
+
+    def draw_id_dropout(self, probability: float) -> torch.Tensor:
+        """`(vocab,)` booleans: the token ids whose id embedding and bias a training step leaves out, each item that has
+        attributes with `probability` (see `Bert4RecConfig.item_id_dropout_prob`)."""
+        has_attributes = self.item_attributes[:, 0] != 0 if self.item_attributes.shape[1] else \
+            self.item_attributes.new_zeros(len(self.item_attributes), dtype=torch.bool)
+        return has_attributes & (torch.rand(len(has_attributes), device=has_attributes.device) < probability)
 
     @torch.no_grad()
     def resize(self, vocab_size: int) -> None:
@@ -93,11 +104,16 @@ class Bert4RecCatalogueMixin:
         if len(attribute_ids) != old_vocab:
             self.resize_token_embeddings(len(attribute_ids))
             if len(attribute_ids) > old_vocab:
-                # New items start at the old items' mean id vector, not a random draw around it: until they are
-                # trained, their attributes alone tell them apart.
+                # New items start where an item known by its attributes alone is: the id row and bias learned for it
+                # where training dropped ids, the old items' mean id row otherwise (not a random draw around it):
+                # until they are trained, their attributes alone tell them apart.
                 with torch.no_grad():
                     table = embeddings.item_embeddings.weight
-                    table[old_vocab:] = table[len(self.head.special_token_ids):old_vocab].mean(0)
+                    if self.config.item_id_dropout_prob and embeddings.attributes is not None:
+                        table[old_vocab:] = embeddings.attributes.new_item_embedding
+                        self.head.bias[old_vocab:] = embeddings.attributes.new_item_bias
+                    else:
+                        table[old_vocab:] = table[len(self.head.special_token_ids):old_vocab].mean(0)
         if embeddings.attributes is None:
             embeddings.attributes = ItemAttributeEmbeddings(0, 0, self.config.vocab_size, self.config.hidden_size)
             embeddings.attributes.to(embeddings.item_embeddings.weight.device)

@@ -41,6 +41,9 @@ class Bert4RecConfig(PreTrainedConfig):
     `num_attributes` (0: none) and `max_item_attributes` size the item attributes: each item's vector is its id
     embedding plus the mean of its attributes' embeddings, at the input and in the output layer alike
     (`Bert4RecForMaskedLM.set_item_attributes` fills them from `Bert4RecTokenizer.item_attribute_ids()`).
+    `item_id_dropout_prob` is the share of the items with attributes whose id embedding and bias each training step
+    replaces by the items' mean, the values a new item starts from (DropoutNet, Volkovs et al., NeurIPS 2017): the
+    attributes then learn to carry an item's score on their own, as they must for an item added after training.
 
     `exclude_seen_items` is what `recommend()` and the pipeline do by default with the items already in a history:
     leave them out (the field's protocol) or rank them like any other (`examples/train.py` sets it from validation).
@@ -77,6 +80,7 @@ class Bert4RecConfig(PreTrainedConfig):
     exclude_seen_items: bool = True
     num_attributes: int = interval(min=0)(default=0)
     max_item_attributes: int = interval(min=0)(default=0)
+    item_id_dropout_prob: float | int = interval(min=0, max=1, exclude_max=True)(default=0.0)
     loss_type: Literal["full", "sampled_softmax", "gbce"] = "full"
     num_negatives: int = interval(min=1)(default=256)
     negative_sampling: Literal["uniform", "popularity", "in_batch"] = "uniform"

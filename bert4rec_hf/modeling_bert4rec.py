@@ -54,17 +54,24 @@ class Bert4RecEmbeddings(nn.Module):
         self.attributes = ItemAttributeEmbeddings(config.num_attributes, config.max_item_attributes, config.vocab_size,
                                                   config.hidden_size) if config.num_attributes else None
 
-    def item_vectors(self, table: torch.Tensor | None = None) -> torch.Tensor:
+    def item_vectors(self, table: torch.Tensor | None = None, dropped_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Every token's vector `(vocab, H)`: the item table (or `table`, the same through an autograd function), plus
-        each item's attributes where there are any. What the tied output layer scores against."""
+        each item's attributes where there are any. What the tied output layer scores against. `dropped_ids` (a
+        training step's, see `Bert4RecConfig.item_id_dropout_prob`): those tokens' id rows are a new item's."""
         table = self.item_embeddings.weight if table is None else table
+        if dropped_ids is not None:
+            table = torch.where(dropped_ids[:, None], self.attributes.new_item_embedding.to(table.dtype), table)
         return table if self.attributes is None else table + self.attributes().to(table.dtype)
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
-                sparse_item_gradients: bool = False) -> torch.Tensor:
-        """`sparse_item_gradients`: the item table's gradient holds the rows looked up, not the whole table."""
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, sparse_item_gradients: bool = False,
+                dropped_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """`sparse_item_gradients`: the item table's gradient holds the rows looked up, not the whole table.
+        `dropped_ids`: as in `item_vectors`."""
         items = F.embedding(input_ids, self.item_embeddings.weight, self.item_embeddings.padding_idx,
                             sparse=sparse_item_gradients)
+        if dropped_ids is not None:
+            items = torch.where(dropped_ids[input_ids][..., None], self.attributes.new_item_embedding.to(items.dtype),
+                                items)
         if self.attributes is not None:
             items = items + self.attributes(input_ids).to(items.dtype)
         embeddings = items + self.position_embeddings(position_ids)
@@ -232,6 +239,9 @@ class Bert4RecPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
             # A buffer that is not saved: from_pretrained leaves it to be initialised here.
             init.copy_(module.sampling_weights, module.uniform_sampling_weights())
+        elif isinstance(module, ItemAttributeEmbeddings):
+            init.zeros_(module.new_item_embedding)
+            init.zeros_(module.new_item_bias)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is not None:
@@ -292,6 +302,7 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         return_dict: bool | None = None,
         positions_to_keep: torch.Tensor | None = None,
         sparse_item_gradients: bool = False,
+        dropped_item_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutput | tuple:
         r"""
@@ -308,6 +319,8 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
             is `(num_kept, hidden_size)`: `full_output[positions_to_keep]`, at a fraction of the last block's cost.
         sparse_item_gradients (`bool`, *optional*):
             Give the item table a sparse gradient, the rows this batch looked up (see `Bert4RecEmbeddings`).
+        dropped_item_ids (`torch.BoolTensor` of shape `(vocab_size,)`, *optional*):
+            The items read without their id embedding this training step (`config.item_id_dropout_prob`).
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -325,7 +338,7 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
                 f"{self.config.max_position_embeddings}; keep the most recent items (the tokenizer's max_length)."
             )
 
-        hidden_states = self.embeddings(input_ids, position_ids, sparse_item_gradients)  # (B, T, H)
+        hidden_states = self.embeddings(input_ids, position_ids, sparse_item_gradients, dropped_item_ids)  # (B, T, H)
         if self.config.is_decoder:
             if self.config._attn_implementation.startswith("flash"):
                 raise ValueError("a causal Bert4Rec model (is_decoder=True) runs with attn_implementation 'sdpa' or "
@@ -391,11 +404,13 @@ class Bert4RecPredictionHead(nn.Module):
     def transform(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.act(self.dense(hidden_states)))
 
-    def loss(self, hidden_states: torch.Tensor, item_embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of the targets, without materialising the logits (see ChunkedLinearCrossEntropy)."""
+    def loss(self, hidden_states: torch.Tensor, item_embeddings: torch.Tensor, targets: torch.Tensor,
+             bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean cross-entropy of the targets, without materialising the logits (see ChunkedLinearCrossEntropy).
+        `bias`: the items' bias this step, when not `self.bias` (see `Bert4RecForMaskedLM.forward`)."""
         excluded = torch.tensor(self.special_token_ids, device=hidden_states.device)
-        return ChunkedLinearCrossEntropy.apply(self.transform(hidden_states), item_embeddings, self.bias, targets,
-                                               excluded)
+        bias = self.bias if bias is None else bias
+        return ChunkedLinearCrossEntropy.apply(self.transform(hidden_states), item_embeddings, bias, targets, excluded)
 
     def draw_negatives(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Negatives shared by the batch's targets, and the log of each one's expected count (`sample_negatives`)."""
@@ -403,12 +418,14 @@ class Bert4RecPredictionHead(nn.Module):
         return sample_negatives(targets, self.sampling_weights, config.negative_sampling, config.num_negatives,
                                 len(self.special_token_ids))
 
-    def sampled_loss(self, hidden_states, item_embeddings, targets, sparse: bool = False) -> torch.Tensor:
+    def sampled_loss(self, hidden_states, item_embeddings, targets, sparse: bool = False,
+                     bias: torch.Tensor | None = None) -> torch.Tensor:
         """The targets against negatives drawn as `config.negative_sampling` says (see `sampled_item_loss`)."""
         config = self.config
         negatives, log_expected_counts = self.draw_negatives(targets)
         beta = gbce_beta(config.num_negatives, config.num_items, config.gbce_calibration)
-        return sampled_item_loss(self.transform(hidden_states), item_embeddings, self.bias, targets, negatives,
+        bias = self.bias if bias is None else bias
+        return sampled_item_loss(self.transform(hidden_states), item_embeddings, bias, targets, negatives,
                                  log_expected_counts, config.loss_type, beta, sparse=sparse)
 
     def block_scores(self, queries: torch.Tensor, item_embeddings: torch.Tensor, start: int = 0,
@@ -506,6 +523,10 @@ class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecCatalogueMixin, B
             positions_to_keep = labels != -100
         else:
             positions_to_keep = self.query_position_mask(input_ids, attention_mask)
+        dropped_ids = None
+        if labels is not None and self.training and torch.is_grad_enabled() and embeddings.attributes is not None \
+                and self.config.item_id_dropout_prob > 0 and not return_logits:
+            dropped_ids = embeddings.attributes.draw_id_dropout(self.config.item_id_dropout_prob)
         outputs = self.bert4rec(
             input_ids,
             attention_mask=attention_mask,
@@ -515,6 +536,7 @@ class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecCatalogueMixin, B
             return_dict=True,
             positions_to_keep=positions_to_keep,  # the last block runs at these positions only
             sparse_item_gradients=sparse_lookup,
+            dropped_item_ids=dropped_ids,
         )
         sequence_output = outputs.last_hidden_state  # (N, H): the labelled positions, or each row's query
 
@@ -532,11 +554,17 @@ class Bert4RecForMaskedLM(Bert4RecRecommendationMixin, Bert4RecCatalogueMixin, B
             else:
                 logits = None
                 # Only this branch needs the item vectors here (the logits' branches build their own in item_scores).
-                item_embeddings = embeddings.item_vectors(item_embeddings)  # with the attributes, where there are any
+                # With the attributes, where there are any; the dropped items' ids are a new item's.
+                item_embeddings = embeddings.item_vectors(item_embeddings, dropped_ids)
+                bias = None
+                if dropped_ids is not None:
+                    new_item_bias = embeddings.attributes.new_item_bias.to(self.head.bias.dtype)
+                    bias = torch.where(dropped_ids, new_item_bias, self.head.bias)
                 if self.config.loss_type == "full":
-                    loss = self.head.loss(masked_output, item_embeddings, targets)
+                    loss = self.head.loss(masked_output, item_embeddings, targets, bias)
                 else:
-                    loss = self.head.sampled_loss(masked_output, item_embeddings, targets, self.sparse_item_gradients)
+                    loss = self.head.sampled_loss(masked_output, item_embeddings, targets, self.sparse_item_gradients,
+                                                  bias)
         else:
             logits = self.item_scores(sequence_output)  # (B, vocab)
 

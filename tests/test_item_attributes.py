@@ -126,6 +126,33 @@ def test_the_loss_with_attributes_is_the_softmax_over_item_vectors_and_trains_th
     assert model.bert4rec.embeddings.attributes.attribute_embeddings.weight.grad.abs().sum() > 0
 
 
+def test_item_id_dropout_trains_the_new_item_row_in_place_of_dropped_ids(beauty_with_categories, beauty_sequences):
+    tokenizer = beauty_with_categories
+    model = attribute_model(tokenizer)
+    batch = tokenizer(beauty_sequences[:16], return_tensors="pt")
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, -1] = batch["input_ids"][:, -1]
+    eval_scores = model.eval().next_item_scores(**batch)
+    model.config.item_id_dropout_prob = 0.5
+    torch.testing.assert_close(model.next_item_scores(**batch), eval_scores)  # inference never drops
+    torch.manual_seed(0)
+    model.train()(**batch, labels=labels).loss.backward()
+    attributes = model.bert4rec.embeddings.attributes
+    row_gradients = model.bert4rec.embeddings.item_embeddings.weight.grad.abs().sum(1)[2:]
+    # About half the items step without their id row (no gradient: the new-item row stands in), the rest with it.
+    assert 0.3 < (row_gradients == 0).float().mean() < 0.7
+    assert attributes.new_item_embedding.grad.abs().sum() > 0 and attributes.new_item_bias.grad != 0
+
+    with torch.no_grad():
+        attributes.new_item_embedding.normal_()
+        attributes.new_item_bias.fill_(1.5)
+    tokenizer.add_items([90_000_001], attributes={90_000_001: ["category=1", "price=0"]})
+    model.set_item_attributes(tokenizer.item_attribute_ids())
+    # An item added after training starts where dropped items were trained to be.
+    torch.testing.assert_close(model.bert4rec.embeddings.item_embeddings.weight[-1], attributes.new_item_embedding)
+    assert model.head.bias[-1].item() == 1.5
+
+
 def test_new_items_are_scored_by_their_attributes_and_serve_after_saving(beauty_with_categories, beauty_sequences,
                                                                          tmp_path):
     model = attribute_model(beauty_with_categories).eval()

@@ -54,6 +54,10 @@ class Recipe:
     refit: bool = False
     average_weights_from: float | None = None  # a share of the budget; None: keep the last weights
     use_item_attributes: bool = True  # read the item attributes (--item_features) where the run has them
+    # With attributes: the share of items a step reads without their id embedding and bias, so that the attributes
+    # learn to score an item alone, as they must for one added after training (Bert4RecConfig.item_id_dropout_prob).
+    # 0.1 on S3Rec Beauty: new items' median rank 3,899 -> 1,419 of 12k, the others' test NDCG@10 0.0548 -> 0.0541.
+    item_id_dropout_prob: float = 0.1
 
     @property
     def name(self) -> str:
