@@ -108,6 +108,29 @@ def recommend(args) -> int:
     return 0
 
 
+def similar_items(args) -> int:
+    from transformers import pipeline
+    from transformers.utils import logging as transformers_logging
+
+    from . import pipelines  # noqa: F401  (registers the task)
+    from .saved_model import resolve_model
+
+    transformers_logging.disable_progress_bar()
+    items = [item.strip() for item in args.items.split(",") if item.strip()]
+    if not items:
+        raise ValueError("--items: no item id given")
+    item_index = None
+    if args.index is not None:
+        from .item_index import ItemIndex
+
+        item_index = ItemIndex.load(args.index)
+    recommender = pipeline("next-item-recommendation", model=resolve_model(args.model), revision=args.revision,
+                           item_index=item_index)
+    for item, similar in zip(items, recommender(similar_to=items, top_k=args.top_k)):
+        print(json.dumps({"item_id": item, "similar_items": similar}, ensure_ascii=False))
+    return 0
+
+
 def push(args) -> int:
     from .hub import push_model
 
@@ -145,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     recommender.add_argument("--include-seen", action="store_true",
                              help="rank items already in a history too (default: as the model was validated)")
     recommender.set_defaults(run=recommend)
+
+    similar = commands.add_parser("similar-items", help="the items most like given ones (cosine of item vectors)")
+    similar.add_argument("--model", required=True, help="a model directory or Hub repo id")
+    similar.add_argument("--revision", default=None, help="a branch, tag or commit of a Hub repo")
+    similar.add_argument("--items", required=True, help="item ids separated by commas")
+    similar.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10)
+    similar.add_argument("--index", default=None, help="an ItemIndex directory: search it instead of every item")
+    similar.set_defaults(run=similar_items)
 
     pusher = commands.add_parser("push", help="upload a trained model directory to the Hugging Face Hub")
     pusher.add_argument("directory")

@@ -42,10 +42,12 @@ def folded_item_vectors(model) -> tuple[torch.Tensor, torch.Tensor]:
     return token_ids, torch.cat([embeddings[token_ids], bias[token_ids, None]], dim=1)
 
 
-def folded_queries(queries: torch.Tensor) -> np.ndarray:
-    """Queries `(batch, hidden)` (transformed hidden states) as the index searches them: `[query, 1]`."""
+def folded_queries(queries: torch.Tensor, with_bias: bool = True) -> np.ndarray:
+    """Queries `(batch, hidden)` (transformed hidden states) as the index searches them: `[query, 1]`; `[query, 0]`
+    leaves the bias out (an item's vector as a query, for similar items)."""
     queries = queries.detach().float().cpu()
-    return np.ascontiguousarray(torch.cat([queries, torch.ones(len(queries), 1)], dim=1).numpy())
+    last = torch.full((len(queries), 1), 1.0 if with_bias else 0.0)
+    return np.ascontiguousarray(torch.cat([queries, last], dim=1).numpy())
 
 
 class ItemIndex:
@@ -91,9 +93,10 @@ class ItemIndex:
             faiss.ParameterSpace().set_index_parameter(faiss_index, name, value)
         self.config["search_parameters"] = dict(parameters)
 
-    def search(self, queries: torch.Tensor, k: int) -> torch.Tensor:
-        """Token ids `(batch, k)` of the items the index finds nearest each query (transformed hidden states)."""
-        found = self.items.get_index(VECTORS).search_batch(folded_queries(queries), k)
+    def search(self, queries: torch.Tensor, k: int, with_bias: bool = True) -> torch.Tensor:
+        """Token ids `(batch, k)` of the items the index finds nearest each query (transformed hidden states; or item
+        vectors, `with_bias=False`: the largest inner products without the items' biases)."""
+        found = self.items.get_index(VECTORS).search_batch(folded_queries(queries, with_bias), k)
         rows = torch.from_numpy(np.asarray(found.total_indices, dtype=np.int64))
         # FAISS answers -1 where it found fewer than k: give those the first item, scored and excluded like any other.
         return self.token_ids[rows.clamp(min=0)]

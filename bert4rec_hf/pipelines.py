@@ -6,6 +6,7 @@
     recommend = pipeline("next-item-recommendation", model="ORG/NAME")
     recommend([1, 2, 3], top_k=5)                     # one history -> [{"item_id", "score", "title"}, ...]
     recommend([[1, 2, 3], ["10", "20"]], top_k=5)     # a batch -> one list per history, each its own user's
+    recommend(similar_to=[1, 2], top_k=5)             # more like each item -> one list per item
 """
 
 import torch
@@ -29,6 +30,8 @@ class NextItemRecommendationPipeline(Pipeline):
     - An empty history is answered from the `[MASK]` alone: the items the model ranks highest with no context.
     - `item_index` (a `bert4rec_hf.item_index.ItemIndex` of the model, given to `pipeline(...)` or to a call): score
       only the items a nearest-neighbour index proposes, for catalogues of millions of items (approximate).
+    - `similar_to` (an item id, or a list of them) instead of histories: each item's `top_k` most similar items
+      (`Bert4RecForMaskedLM.similar_items`: cosine similarity of the item vectors), in the same shape.
     """
 
     _load_tokenizer = True
@@ -53,8 +56,13 @@ class NextItemRecommendationPipeline(Pipeline):
                                      "item_index": item_index}.items() if v is not None}
         return preprocess, forward, {}
 
-    def __call__(self, histories, top_k: int = 10, candidates=None, exclude_seen: bool | None = None,
-                 unknown_items: str | None = None, batch_size: int | None = None, item_index=None):
+    def __call__(self, histories=None, top_k: int = 10, candidates=None, exclude_seen: bool | None = None,
+                 unknown_items: str | None = None, batch_size: int | None = None, item_index=None, similar_to=None):
+        item_index = item_index if item_index is not None else self.item_index
+        if similar_to is not None:
+            return self.similar_items(similar_to, top_k, item_index)
+        if histories is None:
+            raise ValueError("next-item-recommendation needs histories, or similar_to=[item ids]")
         single = _is_single_history(histories)
         batch = [histories] if single else list(histories)
         batch_size = batch_size or self._batch_size or 256
@@ -65,8 +73,16 @@ class NextItemRecommendationPipeline(Pipeline):
         for first in range(0, len(batch), batch_size):
             inputs = self.preprocess(batch[first : first + batch_size], unknown_items=unknown_items)
             outputs = self.forward(inputs, top_k=top_k, candidate_token_ids=candidate_ids, exclude_seen=exclude_seen,
-                                   item_index=item_index if item_index is not None else self.item_index)
+                                   item_index=item_index)
             results.extend(self.postprocess(outputs))
+        return results[0] if single else results
+
+    def similar_items(self, items, top_k: int, item_index=None):
+        single = isinstance(items, (int, str))
+        token_ids = torch.tensor(self._token_ids([items] if single else list(items), "error", "similar_to"))
+        with torch.inference_mode():
+            outputs = self.model.similar_items(token_ids.to(self.model.device), top_k=top_k, item_index=item_index)
+        results = self.postprocess(outputs)
         return results[0] if single else results
 
     def _token_ids(self, items, unknown_items, where):

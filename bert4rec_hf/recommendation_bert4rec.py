@@ -7,6 +7,7 @@ This file imports only torch and transformers, so that `save_pretrained` can shi
 from dataclasses import dataclass
 
 import torch
+from torch.nn import functional as F
 from transformers.utils import ModelOutput
 
 
@@ -40,6 +41,15 @@ def exclude_from_scores(scores: torch.Tensor, input_ids: torch.Tensor, exclude_s
         allowed[wanted - start] = True
         scores.masked_fill_(~allowed, lowest)
     return scores
+
+
+def merge_top_k(scores, token_ids, block_scores, block_ids, top_k: int):
+    """The best `top_k` of the running top-k (`scores`, `token_ids`; None at first) and a block's."""
+    if scores is None:
+        return block_scores, block_ids
+    both = torch.cat([scores, block_scores], dim=-1)
+    best, order = both.topk(min(top_k, both.shape[-1]), dim=-1)
+    return best, torch.cat([token_ids, block_ids], dim=-1).gather(1, order)
 
 
 def last_real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -144,10 +154,7 @@ class Bert4RecRecommendationMixin:
         else:
             proposed = item_index.search(queries, top_k + input_ids.shape[1])  # room for the history's own items
             scores, token_ids = self.top_k_of_proposed(queries, proposed, seen, top_k)
-        excluded = scores == torch.finfo(scores.dtype).min
-        token_ids.masked_fill_(excluded, -1)
-        scores.masked_fill_(excluded, float("-inf"))
-        return Bert4RecRecommendationOutput(scores=scores, token_ids=token_ids)
+        return self._without_excluded(scores, token_ids)
 
     def top_k_block_by_block(self, queries, seen, candidate_token_ids, top_k):
         """The exact top-k over the catalogue, `recommend_block_items` at a time; excluded items score lowest."""
@@ -157,12 +164,7 @@ class Bert4RecRecommendationMixin:
             block = self.head.block_scores(queries, item_embeddings, start, start + self.recommend_block_items).float()
             block = exclude_from_scores(block, seen, seen is not None, candidate_token_ids, start)
             block_scores, block_ids = block.topk(min(top_k, block.shape[-1]), dim=-1)
-            block_ids += start
-            if scores is not None:  # the best of the blocks so far and this one
-                both = torch.cat([scores, block_scores], dim=-1)
-                block_scores, order = both.topk(min(top_k, both.shape[-1]), dim=-1)
-                block_ids = torch.cat([token_ids, block_ids], dim=-1).gather(1, order)
-            scores, token_ids = block_scores, block_ids
+            scores, token_ids = merge_top_k(scores, token_ids, block_scores, block_ids + start, top_k)
         return scores, token_ids
 
     def top_k_of_proposed(self, queries, proposed, seen, top_k):
@@ -179,3 +181,43 @@ class Bert4RecRecommendationMixin:
         scores, order = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
         return scores, proposed.gather(1, order)
 
+
+    @torch.no_grad()
+    def similar_items(self, token_ids: torch.Tensor, top_k: int = 10, item_index=None) -> Bert4RecRecommendationOutput:
+        r"""
+        "More like this": for each item token id in `token_ids` `(batch_size,)`, the `top_k` other items whose vectors
+        (id embedding, plus the attributes where the model has them: what the input and the tied output layer read)
+        are nearest by cosine similarity, best first, the item itself left out. Exact, `recommend_block_items` items at
+        a time; with `item_index` (an `ItemIndex` of this model), among the items the index proposes as nearest by
+        inner product (ten times `top_k`), ranked by cosine (approximate: an item it does not propose is missed).
+        """
+        vectors = F.normalize(self.bert4rec.embeddings.item_vectors().float(), dim=-1)
+        token_ids = token_ids.to(vectors.device)
+        queries = vectors[token_ids]
+        top_k = min(top_k, self.config.num_items - 1)
+        special = torch.tensor(self.head.special_token_ids, device=vectors.device)
+        if item_index is not None:
+            # The index ranks by inner product, which favours long vectors: ten times the items asked for, then cosine.
+            proposed = item_index.search(queries, 10 * top_k + 1, with_bias=False)
+            scores = torch.einsum("bh,bkh->bk", queries, vectors[proposed])
+            repeated = (proposed[:, :, None] == proposed[:, None, :]).tril(-1).any(-1)
+            scores.masked_fill_(repeated | (proposed == token_ids[:, None]) | torch.isin(proposed, special),
+                                torch.finfo(scores.dtype).min)
+            scores, order = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
+            return self._without_excluded(scores, proposed.gather(1, order))
+        scores = best_ids = None
+        for start in range(0, len(vectors), self.recommend_block_items):
+            block = queries @ vectors[start : start + self.recommend_block_items].T
+            block = exclude_from_scores(block, token_ids[:, None], True, start=start)  # the item itself
+            wanted = special[(special >= start) & (special < start + block.shape[-1])] - start
+            block.index_fill_(-1, wanted, torch.finfo(block.dtype).min)
+            block_scores, block_ids = block.topk(min(top_k, block.shape[-1]), dim=-1)
+            scores, best_ids = merge_top_k(scores, best_ids, block_scores, block_ids + start, top_k)
+        return self._without_excluded(scores, best_ids)
+
+    @staticmethod
+    def _without_excluded(scores, token_ids) -> Bert4RecRecommendationOutput:
+        """Token id -1 and score -inf where fewer items than asked were left to rank."""
+        excluded = scores == torch.finfo(scores.dtype).min
+        return Bert4RecRecommendationOutput(scores=scores.masked_fill(excluded, float("-inf")),
+                                            token_ids=token_ids.masked_fill(excluded, -1))
