@@ -92,6 +92,8 @@ def recommend(args) -> int:
 
     transformers_logging.disable_progress_bar()  # stderr is for what went wrong
     model = resolve_model(args.model)
+    if args.output is not None:
+        return recommend_to_file(model, args)
     histories = _read_histories(args)
     recommender = pipeline("next-item-recommendation", model=model, revision=args.revision)
     tokenizer = recommender.tokenizer
@@ -105,6 +107,25 @@ def recommend(args) -> int:
                           exclude_seen=False if args.include_seen else None)
     for (_, history), items in zip(histories, results):
         print(json.dumps({"history": history, "recommendations": items}, ensure_ascii=False))
+    return 0
+
+
+def recommend_to_file(model: str, args) -> int:
+    """`recommend --output recs.parquet`: every user's top-k of a histories file or an interaction log."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from .batch_recommendation import recommend_to_table
+
+    if args.histories in (None, "-") or args.history is not None:
+        raise ValueError("--output needs --histories FILE: a table of histories or an interaction log")
+    if not Path(args.histories).exists():
+        raise ValueError(f"--histories {args.histories}: no such file")
+    if Path(args.output).suffix != ".parquet":
+        raise ValueError(f"--output {args.output}: the table is written as Parquet; name it *.parquet")
+    tokenizer = AutoTokenizer.from_pretrained(model, revision=args.revision)
+    recommender = AutoModelForMaskedLM.from_pretrained(model, revision=args.revision)
+    recommend_to_table(recommender, tokenizer, args.histories, args.output, top_k=args.top_k,
+                       batch_size=args.batch_size, exclude_seen=False if args.include_seen else None)
     return 0
 
 
@@ -161,12 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     recommender.add_argument("--revision", default=None, help="a branch, tag or commit of a Hub repo")
     source = recommender.add_mutually_exclusive_group()
     source.add_argument("--history", help="one history: item ids separated by commas, oldest first")
-    source.add_argument("--histories", help="a JSON-lines file of histories ('-' or nothing: standard input)")
+    source.add_argument("--histories", help="a JSON-lines file of histories ('-' or nothing: standard input); "
+                                            "with --output, also Parquet, CSV or an interaction log")
     recommender.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10)
     recommender.add_argument("--unknown-items", "--unknown_items", dest="unknown_items", choices=["error", "ignore"],
                              default="error", help="an item id the model does not know: an error, or left out")
     recommender.add_argument("--include-seen", action="store_true",
                              help="rank items already in a history too (default: as the model was validated)")
+    recommender.add_argument("--output", default=None,
+                             help="write every user's top-k of --histories (JSON lines, Parquet or CSV of user_id and "
+                                  "history, or an interaction log) to this Parquet file; under accelerate launch the "
+                                  "processes share the users")
+    recommender.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=256)
     recommender.set_defaults(run=recommend)
 
     similar = commands.add_parser("similar-items", help="the items most like given ones (cosine of item vectors)")
