@@ -152,6 +152,19 @@ def similar_items(args) -> int:
     return 0
 
 
+def export_onnx(args) -> int:
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from .onnx_export import export_onnx as export
+    from .saved_model import resolve_model
+
+    model = resolve_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model, revision=args.revision)
+    output = export(AutoModelForMaskedLM.from_pretrained(model, revision=args.revision), tokenizer, args.output)
+    print(f"{model} -> {output} (serve it with bert4rec_hf.onnx_recommender.OnnxRecommender)")
+    return 0
+
+
 def push(args) -> int:
     from .hub import push_model
 
@@ -203,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10)
     similar.add_argument("--index", default=None, help="an ItemIndex directory: search it instead of every item")
     similar.set_defaults(run=similar_items)
+
+    exporter = commands.add_parser("export-onnx", help="the encoder as an ONNX graph, with the item vectors beside it")
+    exporter.add_argument("--model", required=True, help="a model directory or Hub repo id")
+    exporter.add_argument("--revision", default=None, help="a branch, tag or commit of a Hub repo")
+    exporter.add_argument("--output", required=True, help="the directory to write model.onnx and the rest to")
+    exporter.set_defaults(run=export_onnx)
 
     pusher = commands.add_parser("push", help="upload a trained model directory to the Hugging Face Hub")
     pusher.add_argument("directory")

@@ -269,7 +269,8 @@ def causal_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """
     seq_len = attention_mask.shape[-1]
     causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=attention_mask.device).tril()
-    diagonal = torch.eye(seq_len, dtype=torch.bool, device=attention_mask.device)
+    # Built as floats: ONNX Runtime has no boolean EyeLike, and the exported graph keeps this op.
+    diagonal = torch.eye(seq_len, device=attention_mask.device).bool()
     return (causal & attention_mask.bool()[:, None, None, :]) | diagonal
 
 
