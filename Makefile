@@ -11,7 +11,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PIP) install --quiet --upgrade pip
 	# The pinned CPU wheel first, then everything else under the same constraint.
 	$(PIP) install --quiet -c constraints.txt torch
-	$(PIP) install --quiet -c constraints.txt -e ".[test,index,onnx]"
+	$(PIP) install --quiet -c constraints.txt -e ".[test,index,onnx,serve]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -6,6 +6,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +53,19 @@ def train_to_end(flags: list[str], output: Path) -> float:
     if completed.returncode != 0:
         raise SystemExit(f"{shlex.join(command)} failed:\n{completed.stderr[-3000:]}")
     return time.perf_counter() - start
+
+
+def trained_beauty_model(train_seconds: float, model_dir: Path | None = None):
+    """The model in `model_dir`, or one trained for `train_seconds` (cloze) on the bundled Beauty file; and its
+    tokenizer. The serving benches' model: its item vectors and scores look like a trained model's."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    if model_dir is None:
+        model_dir = Path(tempfile.mkdtemp(prefix="bench-trained-beauty-"))
+        train_to_end(["--dataset", str(REPO / "data/beauty/beauty.txt"), "--objective", "cloze",
+                      "--max_train_time", str(train_seconds)], model_dir)
+    auto = AutoModelForCausalLM if AutoConfig.from_pretrained(model_dir).is_decoder else AutoModelForMaskedLM
+    return auto.from_pretrained(model_dir).eval(), AutoTokenizer.from_pretrained(model_dir)
 
 
 def launch_training(dataset: str, data_dir: Path, output: Path, flags: list[str], threads: int) -> subprocess.Popen:

@@ -24,16 +24,14 @@ million_recall_at_10=..`.
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, pipeline
+from transformers import pipeline
 
-from common import REPO, SHARED_DATA, call_seconds, find_data_file
+from common import REPO, SHARED_DATA, call_seconds, find_data_file, trained_beauty_model
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedLM, Bert4RecTokenizer
 from bert4rec_hf.data import load_sequences
@@ -85,16 +83,6 @@ def measure(name, repeats, top_k=10, batch_size=256):
           f"one_history_p50_ms={p50:.2f} p99_ms={p99:.2f} batch{batch_size}_ms={pipeline_s * 1000:.1f} "
           f"floor_ms={floor_s * 1000:.1f} users_per_s={users_per_s:.0f} ratio_to_floor={ratio:.2f}", flush=True)
     return p50, users_per_s, ratio
-
-
-def trained_beauty_model(train_seconds: float, model_dir: Path | None):
-    if model_dir is None:
-        model_dir = Path(tempfile.mkdtemp(prefix="bench-recommend-trained-"))
-        subprocess.run([sys.executable, str(REPO / "examples/train.py"), "--dataset", str(BUNDLED_BEAUTY),
-                        "--objective", "cloze", "--max_train_time", str(train_seconds), "--output_dir", str(model_dir)],
-                       check=True, capture_output=True)
-    auto = AutoModelForCausalLM if AutoConfig.from_pretrained(model_dir).is_decoder else AutoModelForMaskedLM
-    return auto.from_pretrained(model_dir).eval(), AutoTokenizer.from_pretrained(model_dir)
 
 
 def grown_to(model, num_items: int, seed: int = 0):

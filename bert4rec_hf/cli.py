@@ -165,6 +165,15 @@ def export_onnx(args) -> int:
     return 0
 
 
+def serve(args) -> int:
+    from .saved_model import resolve_model
+    from .serving import serve as run_server
+
+    run_server(resolve_model(args.model), host=args.host, port=args.port, index=args.index, revision=args.revision,
+               max_batch_histories=args.max_batch_histories, access_log=args.access_log)
+    return 0
+
+
 def push(args) -> int:
     from .hub import push_model
 
@@ -222,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--revision", default=None, help="a branch, tag or commit of a Hub repo")
     exporter.add_argument("--output", required=True, help="the directory to write model.onnx and the rest to")
     exporter.set_defaults(run=export_onnx)
+
+    server = commands.add_parser("serve", help="serve a model over HTTP: /recommend, /similar-items, /health")
+    server.add_argument("--model", required=True, help="a model directory or Hub repo id")
+    server.add_argument("--revision", default=None, help="a branch, tag or commit of a Hub repo")
+    server.add_argument("--index", default=None, help="an ItemIndex directory: search it instead of every item")
+    server.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this machine only)")
+    server.add_argument("--port", type=int, default=8000)
+    server.add_argument("--max-batch-histories", "--max_batch_histories", dest="max_batch_histories",
+                        type=positive_int, default=256, help="the most histories batched into one forward pass")
+    server.add_argument("--access-log", action="store_true", help="log every request")
+    server.set_defaults(run=serve)
 
     pusher = commands.add_parser("push", help="upload a trained model directory to the Hugging Face Hub")
     pusher.add_argument("directory")

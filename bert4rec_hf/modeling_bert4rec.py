@@ -27,7 +27,7 @@ from .dropout_bert4rec import Bert4RecDropout
 from .loss_bert4rec import (ChunkedLinearCrossEntropy, GradientAfterLookup, gbce_beta, sample_negatives,
                             sampled_item_loss)
 from .recommendation_bert4rec import Bert4RecRecommendationMixin
-from .saved_model import with_ordinary_permissions
+from .saved_model import with_endpoint_handler, with_ordinary_permissions
 
 
 # Written to config.json by `save_pretrained`, for `AutoModel*.from_pretrained(..., trust_remote_code=True)`.
@@ -248,6 +248,7 @@ class Bert4RecPreTrainedModel(PreTrainedModel):
             # Whichever class is saved, both AutoModel and AutoModelForMaskedLM must find their code.
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **REMOTE_CODE_AUTO_MAP}
         saved = super().save_pretrained(save_directory, *args, **kwargs)
+        with_endpoint_handler(save_directory)
         with_ordinary_permissions(save_directory)
         return saved
 

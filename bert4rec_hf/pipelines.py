@@ -14,6 +14,7 @@ from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .modeling_bert4rec import Bert4RecForMaskedLM
+from .serving_requests import answers
 
 
 class NextItemRecommendationPipeline(Pipeline):
@@ -105,17 +106,7 @@ class NextItemRecommendationPipeline(Pipeline):
                                     item_index=item_index)
 
     def postprocess(self, model_outputs):
-        tokenizer = self.tokenizer
-        results = []
-        for token_ids, scores in zip(model_outputs.token_ids.tolist(), model_outputs.scores.tolist()):
-            row = []
-            for token_id, score in zip(token_ids, scores):
-                if token_id < 0:  # fewer items left than top_k
-                    break
-                item = tokenizer.decode([token_id])[0]
-                row.append({"item_id": item, "score": score, "title": tokenizer.title_of(item)})
-            results.append(row)
-        return results
+        return answers(self.tokenizer, model_outputs.token_ids.tolist(), model_outputs.scores.tolist())
 
 
 def _is_single_history(histories) -> bool:

@@ -7,6 +7,7 @@ ships it for remote code."""
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -79,6 +80,19 @@ def with_ordinary_permissions(directory) -> None:
     for path in Path(directory).glob("*.safetensors"):
         os.chmod(path, 0o666 & ~umask)
 
+
+# An Inference Endpoints custom handler and the request rules it shares with `bert4rec serve`, written beside the
+# weights so that a pushed model deploys as an endpoint.
+ENDPOINT_HANDLER_FILES = ("handler.py", "serving_requests.py")
+
+
+def with_endpoint_handler(directory) -> None:
+    """Copies `handler.py` and `serving_requests.py` from the installed package into a saved model `directory`. A
+    model saved through remote code, where the package is not installed, keeps whichever copies it came with."""
+    here = Path(__file__).resolve().parent
+    for name in ENDPOINT_HANDLER_FILES:
+        if (here / name).is_file() and (here / name).resolve() != (Path(directory) / name).resolve():
+            shutil.copyfile(here / name, Path(directory) / name)
 
 
 def _item_embedding_rows(path: Path) -> tuple[int | None, Path]:

@@ -15,6 +15,9 @@ def main():
         HfApi().create_tag(repo_id, tag=histories, revision=revision)
         print(json.dumps({"tagged": histories}))
         return
+    if action == "pull-handler":
+        print(json.dumps(endpoint_answers(repo_id, revision, histories)))
+        return
     from huggingface_hub import ModelCard, hf_hub_download
     from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
@@ -32,6 +35,24 @@ def main():
         card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision=revision))
         output["card_metrics"] = {r.metric_type: r.metric_value for r in card.data.eval_results or []}
     print(json.dumps(output))
+
+
+def endpoint_answers(repo_id, revision, histories):
+    """What an Inference Endpoint of the repo answers: its files downloaded, its handler.py imported by path and
+    called as the service calls it. Nothing of bert4rec_hf is imported here."""
+    import importlib.util
+    import os
+
+    from huggingface_hub import snapshot_download
+
+    path = snapshot_download(repo_id, revision=revision)
+    spec = importlib.util.spec_from_file_location("handler", os.path.join(path, "handler.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler = module.EndpointHandler(path)
+    answers = handler({"inputs": histories, "parameters": {"top_k": 10}})
+    return {"items": [[r["item_id"] for r in row] for row in answers], "bert4rec_hf_imported": "bert4rec_hf" in
+            __import__("sys").modules}
 
 
 if __name__ == "__main__":

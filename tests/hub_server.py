@@ -1,6 +1,6 @@
 """A small Hub-compatible HTTP server for tests, on 127.0.0.1: the documented endpoints `huggingface_hub` uses to
 create repos, branches and tags, commit files ("regular" upload mode: contents travel inside the commit, so no LFS
-server is needed), read revision info and resolve files. Repos live in memory. Private repos answer as absent
+server is needed), read revision info, list a revision's files and resolve files. Repos live in memory. Private repos answer as absent
 without the right token, as the Hub does.
 """
 
@@ -127,6 +127,8 @@ class Handler(BaseHTTPRequestHandler):
                     return self._open_pull_request(repo_id, json.loads(self._body() or b"{}"))
                 if method == "GET" and rest[:1] == ["discussions"] and len(rest) == 2:
                     return self._pull_request(repo_id, int(rest[1]))
+                if method == "GET" and rest[:1] == ["tree"] and len(rest) >= 2:
+                    return self._tree(repo_id, rest[1])
                 if method == "GET" and (not rest or rest[0] == "revision"):
                     return self._repo_info(repo_id, "/".join(rest[1:]) or "main")
             if len(parts) >= 5 and parts[2] == "resolve":
@@ -229,6 +231,18 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
                          "siblings": [{"rfilename": path} for path in sorted(repo.commits[sha])]})
+
+    def _tree(self, repo_id, revision):
+        """Every file of a revision (what `snapshot_download` lists), as if `recursive=true`."""
+        repo = self._readable_repo(repo_id)
+        if repo is None:
+            return
+        sha = repo.resolve(revision)
+        if sha is None:
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        files = repo.commits[sha]
+        self._json(200, [{"type": "file", "path": path, "size": len(files[path]),
+                          "oid": hashlib.sha1(files[path]).hexdigest()} for path in sorted(files)])
 
     def _resolve(self, method, repo_id, rest):
         head_only = method == "HEAD"

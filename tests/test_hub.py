@@ -122,7 +122,7 @@ def test_push_then_pull_by_repo_id_gives_identical_recommendations_and_card(hub,
     files = state.repos["tester/bert4rec-beauty"].commits[state.repos["tester/bert4rec-beauty"].refs["main"]]
     for name in ("model.safetensors", "config.json", "vocab.txt", "item_titles.json", "tokenizer_config.json",
                  "modeling_bert4rec.py", "configuration_bert4rec.py", "tokenization_bert4rec.py", "README.md",
-                 "training_curves.png"):
+                 "training_curves.png", "handler.py", "serving_requests.py"):
         assert name in files, name
     assert not any(name.startswith(("checkpoints/", "best/")) for name in files)
 
@@ -130,6 +130,10 @@ def test_push_then_pull_by_repo_id_gives_identical_recommendations_and_card(hub,
     remote = pull("tester/bert4rec-beauty", client_env(tmp_path, endpoint, home="fresh_home"), histories,
                   action="pull-remote-code")
     assert remote["items"] == pulled["items"]
+    # And as an Inference Endpoint deploys it: the handler.py pushed with the weights.
+    endpoint = pull("tester/bert4rec-beauty", client_env(tmp_path, endpoint, home="endpoint_home"), histories,
+                    action="pull-handler")
+    assert endpoint == {"items": pulled["items"], "bert4rec_hf_imported": False}
 
 
 def test_train_script_pushes_the_whole_model_directory(hub, trained_model_dir):

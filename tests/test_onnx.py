@@ -66,8 +66,9 @@ def test_a_causal_model_with_attributes_exports_with_its_attributes_folded_in(be
     model = Bert4RecForCausalLM(config)
     model.set_item_attributes(tokenizer.item_attribute_ids())
     with torch.no_grad():
-        model.bert4rec.embeddings.attributes.attribute_embeddings.weight[1:].normal_()  # attributes that move the scores
-        model.head.bias.normal_()  # and a bias, which the item vectors carry folded in
+        # Attributes that move the scores, and a bias, which the item vectors carry folded in.
+        model.bert4rec.embeddings.attributes.attribute_embeddings.weight[1:].normal_()
+        model.head.bias.normal_()
     model.eval()
     recommender = OnnxRecommender.from_pretrained(export_onnx(model, tokenizer, tmp_path / "onnx"))
     assert recommender.item_vectors.shape == (config.vocab_size, config.hidden_size + 1)
