@@ -130,7 +130,7 @@ class Bert4RecSelfAttention(nn.Module):
             qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_size)
             query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs)
         else:
-            residual = residual[kept_positions.keep]  # (N, H)
+            residual = kept_positions.select(residual)  # (N, H)
             hidden_size = self.num_heads * self.head_size
             weight, bias = self.qkv.weight, self.qkv.bias
             query = F.linear(kept_positions.gather(hidden_states), weight[:hidden_size], bias[:hidden_size])
@@ -159,7 +159,7 @@ class Bert4RecSelfAttention(nn.Module):
         )
         attn_output = attn_output.reshape(batch_size, query.shape[2], -1)  # (B, T, H), or (B, K, H)
         if kept_positions is not None:
-            attn_output = attn_output[kept_positions.real]  # (N, H)
+            attn_output = kept_positions.real_rows(attn_output)  # (N, H)
         hidden_states = residual + self.dropout(self.dense(attn_output))
         if not self.do_layer_norm_before:
             hidden_states = self.LayerNorm(hidden_states)
@@ -202,9 +202,14 @@ class KeptPositions:
     """
     The positions of a batch whose output is wanted, `keep` `(B, T)` booleans: as `(B, K)` indices, each row's kept
     positions in order and then some others to fill it (`real` marks which are kept), K the most any row keeps.
+    Or one position per row, `(B,)` indices (a query's): the same without a sort or a boolean index, which is also
+    what an exported graph can hold.
     """
 
     def __init__(self, keep: torch.Tensor):
+        if keep.dtype != torch.bool:  # (B,) positions, one per row
+            self.index, self.keep, self.real = keep[:, None], None, None
+            return
         self.keep = keep
         counts = keep.sum(-1)
         width = int(counts.max()) if keep.numel() else 0
@@ -216,11 +221,22 @@ class KeptPositions:
         """`(B, T, H) -> (B, K, H)`"""
         return hidden_states.gather(1, self.index[:, :, None].expand(-1, -1, hidden_states.shape[-1]))
 
+    def select(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`(B, T, H) -> (N, H)`: the kept positions' rows, row by row."""
+        return self.gather(hidden_states)[:, 0] if self.keep is None else hidden_states[self.keep]
+
+    def real_rows(self, gathered: torch.Tensor) -> torch.Tensor:
+        """`(B, K, H) -> (N, H)`: of `gather`'s output, the kept positions' rows."""
+        return gathered[:, 0] if self.real is None else gathered[self.real]
+
     def mask_rows(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         """A `(B, 1 or nh, T, T)` mask's rows of the kept queries; a mask shared by every query stays as it is."""
         if attention_mask is None or attention_mask.dim() != 4 or attention_mask.shape[-2] == 1:
             return attention_mask
-        return torch.take_along_dim(attention_mask, self.index[:, None, :, None], dim=2)
+        _, heads, _, keys = attention_mask.shape
+        index = self.index[:, None, :, None].expand(self.index.shape[0], heads, -1, keys)
+        # A gather, not take_along_dim: its broadcasting fixes the shapes of an exported graph.
+        return attention_mask.expand(self.index.shape[0], -1, -1, -1).gather(2, index)
 
 
 class Bert4RecPreTrainedModel(PreTrainedModel):
@@ -315,7 +331,8 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Defaults to counting real tokens from 0, from the oldest or, with `position_embedding_type="recency"`,
             from the newest, so left and right padding give the same positions.
-        positions_to_keep (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
+        positions_to_keep (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, or `torch.LongTensor` of shape
+            `(batch_size,)`, one position per row, *optional*):
             The positions whose output is wanted (a cloze batch's masked items, a query's last position). The last
             block then computes only those (their queries still attend to every position), and `last_hidden_state`
             is `(num_kept, hidden_size)`: `full_output[positions_to_keep]`, at a fraction of the last block's cost.
@@ -358,8 +375,9 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         # their masks in another form: they compute every position, and the kept ones are picked after.)
         kept_positions = None
         if positions_to_keep is not None and not output_hidden_states and not output_attentions and \
-                self.config._attn_implementation in ("sdpa", "eager") and positions_to_keep.any():
-            kept_positions = KeptPositions(positions_to_keep.bool())
+                self.config._attn_implementation in ("sdpa", "eager") and \
+                (positions_to_keep.dtype != torch.bool or positions_to_keep.any()):
+            kept_positions = KeptPositions(positions_to_keep)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -374,7 +392,7 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
             if output_attentions:
                 all_attentions += (attn_weights,)
         if positions_to_keep is not None and kept_positions is None:
-            hidden_states = hidden_states[positions_to_keep.bool()]
+            hidden_states = KeptPositions(positions_to_keep).select(hidden_states)
 
         if not return_dict:
             return tuple(v for v in (hidden_states, all_hidden_states, all_attentions) if v is not None)

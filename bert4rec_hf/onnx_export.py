@@ -18,6 +18,7 @@ The graph, its inputs and its dynamic axes are what an Optimum `OnnxConfig` for 
 
 import copy
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -33,21 +34,14 @@ OPSET = 18
 
 
 class QueryEncoder(torch.nn.Module):
-    """
-    A history to its query vector, with a 1 appended for the folded bias: what `query_vectors` computes, written with
-    ops every ONNX runtime has (the full last block, then one gather, instead of the kept-positions shortcut, whose
-    stable sort the exporter cannot take).
-    """
+    """A history to its query vector (`query_vectors`), with a 1 appended for the folded bias."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.model.bert4rec(input_ids, attention_mask=attention_mask).last_hidden_state
-        positions = self.model.query_positions(input_ids, attention_mask)
-        index = positions[:, None, None].expand(-1, 1, hidden_states.shape[-1])
-        queries = self.model.head.transform(hidden_states.gather(1, index).squeeze(1))
+        queries = self.model.query_vectors(input_ids, attention_mask)
         return torch.cat([queries, torch.ones_like(queries[:, :1])], dim=-1)
 
 
@@ -89,6 +83,9 @@ def export_onnx(model, tokenizer, output_dir, opset: int = OPSET) -> Path:
     attention_mask = torch.ones_like(input_ids)
     input_ids[1, :2], attention_mask[1, :2] = model.config.pad_token_id, 0
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=max_length)
+    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration_log.level
+    registration_log.setLevel(logging.ERROR)  # "torchvision is not installed": none of its ops is in this graph
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on how it named the dynamic axes
         program = torch.onnx.export(
@@ -97,6 +94,7 @@ def export_onnx(model, tokenizer, output_dir, opset: int = OPSET) -> Path:
             dynamic_shapes={"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}},
             verbose=False,
         )
+    registration_log.setLevel(level)
     program.save(str(output / ENCODER_FILE), external_data=False)
     save_file({ITEM_VECTORS_KEY: folded_item_vectors(model)}, str(output / ITEM_VECTORS_FILE))
     model.config.save_pretrained(output)

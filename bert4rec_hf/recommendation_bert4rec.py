@@ -99,7 +99,7 @@ class Bert4RecRecommendationMixin:
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
         hidden_states = self.bert4rec(input_ids, attention_mask=attention_mask, return_dict=True,
-                                      positions_to_keep=self.query_position_mask(input_ids, attention_mask))
+                                      positions_to_keep=self.query_positions(input_ids, attention_mask))
         return self.head.transform(hidden_states.last_hidden_state)
 
     @torch.no_grad()
