@@ -145,16 +145,23 @@ def recommend_batch(model, tokenizer, users: list, histories: list, top_k: int, 
     return pa.Table.from_pydict(columns, schema=output_schema(with_titles))
 
 
+def process_state():
+    """accelerate's view of this process. Under `accelerate launch` (or torchrun) without GPUs, it forms a gloo
+    process group only when told it runs on CPU; otherwise every process would think it is the only one."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
+
+
 def recommend_to_table(model, tokenizer, source, output, top_k: int = 10, batch_size: int = 256, exclude_seen=None,
                        show_progress: bool = True, **options) -> int:
     """
     Writes every user's `top_k` of `source` to the Parquet file `output` (see the module); returns the users scored
     by this process. Under `accelerate launch`, every process calls it alike.
     """
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    state = PartialState()
+    state = process_state()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     model = model.to(state.device).eval()

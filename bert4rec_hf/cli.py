@@ -114,7 +114,7 @@ def recommend_to_file(model: str, args) -> int:
     """`recommend --output recs.parquet`: every user's top-k of a histories file or an interaction log."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from .batch_recommendation import recommend_to_table
+    from .batch_recommendation import process_state, recommend_to_table
 
     if args.histories in (None, "-") or args.history is not None:
         raise ValueError("--output needs --histories FILE: a table of histories or an interaction log")
@@ -124,8 +124,15 @@ def recommend_to_file(model: str, args) -> int:
         raise ValueError(f"--output {args.output}: the table is written as Parquet; name it *.parquet")
     tokenizer = AutoTokenizer.from_pretrained(model, revision=args.revision)
     recommender = AutoModelForMaskedLM.from_pretrained(model, revision=args.revision)
+    state = process_state()
     recommend_to_table(recommender, tokenizer, args.histories, args.output, top_k=args.top_k,
                        batch_size=args.batch_size, exclude_seen=False if args.include_seen else None)
+    if state.is_main_process:
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(args.output).metadata.num_rows
+        print(f"{rows:,} recommendations (top {args.top_k}) -> {args.output}, written by {state.num_processes} "
+              f"process{'es' if state.num_processes > 1 else ''}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """A small Hub-compatible HTTP server for tests, on 127.0.0.1: the documented endpoints `huggingface_hub` uses to
 create repos, branches and tags, commit files ("regular" upload mode: contents travel inside the commit, so no LFS
-server is needed), read revision info, list a revision's files and resolve files. Repos live in memory. Private repos answer as absent
-without the right token, as the Hub does.
+server is needed), read revision info, list a revision's files and resolve files. Repos live in memory. Private
+repos answer as absent without the right token, as the Hub does.
 """
 
 import base64

@@ -13,6 +13,7 @@ import pytest
 from bert4rec_hf import cli
 from bert4rec_hf.batch_recommendation import recommend_to_table
 
+from conftest import REPO
 from test_train_script import free_port
 
 
@@ -99,10 +100,13 @@ def test_two_processes_write_the_table_one_process_writes(saved_model, users, tm
     command = ["-m", "bert4rec_hf.cli", "recommend", "--model", str(saved_model), "--histories", str(source),
                "--batch-size", "8"]
     assert cli.main(command[2:] + ["--output", str(tmp_path / "one.parquet")]) == 0
-    completed = subprocess.run([accelerate, "launch", "--cpu", "--num_processes", "2", "--main_process_port",
+    # The data-parallel config starts two CPU processes joined by gloo (`--cpu --num_processes 2` would start one).
+    config = REPO / "examples/accelerate/data_parallel.yaml"
+    completed = subprocess.run([accelerate, "launch", "--config_file", str(config), "--main_process_port",
                                 str(free_port()), *command, "--output", str(tmp_path / "two.parquet")],
                                capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "written by 2 processes" in completed.stdout
     one, two = pq.read_table(tmp_path / "one.parquet"), pq.read_table(tmp_path / "two.parquet")
     assert two.num_rows == 10 * len(users)
     assert two.column("user_id").to_pylist() == one.column("user_id").to_pylist()
