@@ -8,10 +8,11 @@ that many clients (threads, one keep-alive connection each) send `POST /recommen
 back to back for `--seconds` (and at most `--max_requests` requests), each with the next of the Beauty users' real
 histories (every item but the last). Reported per level: requests per second, p50 and p99 latency, errors (any
 status but 200, or a failed connection), the server's resident memory (VmRSS) at the start and the end, and the
-histories per forward pass (`/health`'s mean, the batching). Then, unless `--no_unbatched`, the largest level again
+histories per forward pass (`/health`'s mean, the batching). The largest level runs `--again` more times on the same
+server, so that a leak would show as growth on every run. Then, unless `--no_unbatched`, the largest level again
 against a server that batches nothing (`--max-batch-histories 1`): what batching buys. The clients share the 2 cores
 with the server. Last line: `rps_32=<a> p99_ms_32=<b> errors=<c> rss_growth_mb=<d>`, the growth being the server's
-memory at the end of the last level less at the end of the first.
+memory at the end of the last run less at the end of the first level.
 """
 
 import argparse
@@ -145,6 +146,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=60, help="per level")
     parser.add_argument("--max_requests", type=int, default=100_000, help="per level")
     parser.add_argument("--levels", default="1,8,32")
+    parser.add_argument("--again", type=int, default=1, help="run the largest level this many more times: a leak "
+                        "grows on each, a larger batch's buffers only once")
     parser.add_argument("--no_unbatched", action="store_true")
     args = parser.parse_args()
 
@@ -158,12 +161,12 @@ def main():
     sequences = load_sequences(REPO / "data/beauty/beauty.txt", format="txt", show_progress=False)["item_ids"]
     histories = [sequence[:-1] for sequence in sequences]
     levels = [int(level) for level in args.levels.split(",")]
-    results = run_levels(model_dir, levels, args, histories, 256, "batched")
+    results = run_levels(model_dir, levels + levels[-1:] * args.again, args, histories, 256, "batched")
     if not args.no_unbatched:
         run_levels(model_dir, levels[-1:], args, histories, 1, "unbatched")
-    last = results[-1]
+    last = results[len(levels) - 1]
     errors = sum(result["errors"] for result in results)
-    growth = last["rss_end_mb"] - results[0]["rss_end_mb"]
+    growth = results[-1]["rss_end_mb"] - results[0]["rss_end_mb"]
     print(f"rps_{last['clients']}={last['rps']:.1f} p99_ms_{last['clients']}={last['p99_ms']:.1f} errors={errors} "
           f"rss_growth_mb={growth:.1f}")
 

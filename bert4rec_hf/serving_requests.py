@@ -65,6 +65,8 @@ def parse_recommend(body: dict, tokenizer, max_history_items: int = MAX_HISTORY_
         given = body["histories"]
         if not isinstance(given, list):
             raise BadRequest(f'"histories" must be a list of lists of item ids, not {_json_type(given)}')
+        if not given:
+            raise BadRequest('"histories" is empty: give at least one history (an empty history is [[]])')
         if len(given) > MAX_BATCH_HISTORIES:
             raise BadRequest(f'"histories" holds {len(given)} histories; send at most {MAX_BATCH_HISTORIES} per '
                              "request", status=413)

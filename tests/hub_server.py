@@ -222,27 +222,30 @@ class Handler(BaseHTTPRequestHandler):
         self._json(200, {"commitUrl": f"{host}/{repo_id}/commit/{sha}", "commitOid": sha,
                          "pullRequestUrl": pull_request_url})
 
-    def _repo_info(self, repo_id, revision):
+    def _revision(self, repo_id, revision) -> tuple[Repo | None, str | None]:
+        """The repo and the commit a revision names; (None, None) once the error is answered."""
         repo = self._readable_repo(repo_id)
         if repo is None:
-            return
+            return None, None
         sha = repo.resolve(revision)
         if sha is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
-                         "siblings": [{"rfilename": path} for path in sorted(repo.commits[sha])]})
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return None, None
+        return repo, sha
+
+    def _repo_info(self, repo_id, revision):
+        repo, sha = self._revision(repo_id, revision)
+        if repo is not None:
+            self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
+                             "siblings": [{"rfilename": path} for path in sorted(repo.commits[sha])]})
 
     def _tree(self, repo_id, revision):
         """Every file of a revision (what `snapshot_download` lists), as if `recursive=true`."""
-        repo = self._readable_repo(repo_id)
-        if repo is None:
-            return
-        sha = repo.resolve(revision)
-        if sha is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        files = repo.commits[sha]
-        self._json(200, [{"type": "file", "path": path, "size": len(files[path]),
-                          "oid": hashlib.sha1(files[path]).hexdigest()} for path in sorted(files)])
+        repo, sha = self._revision(repo_id, revision)
+        if repo is not None:
+            files = repo.commits[sha]
+            self._json(200, [{"type": "file", "path": path, "size": len(files[path]),
+                              "oid": hashlib.sha1(files[path]).hexdigest()} for path in sorted(files)])
 
     def _resolve(self, method, repo_id, rest):
         head_only = method == "HEAD"

@@ -123,6 +123,7 @@ BAD_REQUESTS = [
     ("/recommend", {"history": ["ITEM"], "top_k": 10**9}, 422, '"top_k" is 1000000000; it must be between 1 and'),
     ("/recommend", {"histories": [["ITEM"], "x"]}, 422, '"histories[1]" must be a list of item ids'),
     ("/recommend", {"history": ["ITEM"], "histories": []}, 422, 'give either "history"'),
+    ("/recommend", {"histories": []}, 422, '"histories" is empty'),
     ("/recommend", {"user": 1}, 422, "unknown field 'user'"),
     ("/recommend", {"history": ["ITEM"], "exclude_seen": "no"}, 422, '"exclude_seen" must be true or false'),
     ("/similar-items", {"item_ids": [987654321]}, 422, '"item_ids"[0]: unknown item id 987654321'),
