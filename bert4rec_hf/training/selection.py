@@ -106,8 +106,8 @@ def paired_ndcg_gain(with_attributes: TrainingRun, without: TrainingRun, data: T
     """
     How much the attributes gain on validation, and how sure that is: the mean over users of the difference of
     their NDCG@10 under each run's best model, and its standard error. Attributes add parameters that can fit the
-    validation users' noise; they stay only when they win by more than that noise (a data set of a thousand users
-    gives a few thousandths either way by chance).
+    validation users' noise; they stay only when they win by more than that noise (a thousand users' mean NDCG@10
+    moves by some 0.007 by chance).
     """
     per_user = []
     for run in (with_attributes, without):
