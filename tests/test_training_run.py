@@ -162,14 +162,3 @@ def test_with_attributes_the_race_also_decides_whether_to_read_them(tmp_path, ac
     assert all(spent["steps"] == 2 for spent in chosen_by["race_spent"].values())
     model = run.final_model()
     assert (model.bert4rec.embeddings.attributes is not None) == recipe.use_item_attributes
-    scores = chosen_by["validation_ndcg@10"]
-    best = max(scores, key=scores.get)
-    gain = chosen_by.get("attributes_validation_gain")
-    if best.endswith("-without-attributes"):
-        assert gain is None and recipe.name == best
-    else:
-        # The paired gain is the two best models' validation difference, user by user; the attributes stay only
-        # when it is larger than its standard error.
-        assert gain["ndcg@10"] == pytest.approx(scores[best] - scores[f"{best}-without-attributes"], abs=1e-6)
-        assert gain["standard_error"] > 0
-        assert recipe.use_item_attributes == (gain["ndcg@10"] > gain["standard_error"])

@@ -6,9 +6,7 @@ from dataclasses import replace
 
 from transformers.utils import cached_file
 
-import torch
-
-from ..evaluation import evaluate_next_item, split_ranks
+from ..evaluation import evaluate_next_item
 from .arguments import DataArguments, RunArguments
 from .data import TrainingData
 from .recipes import DataStatistics, Recipe, read_recipe, recipe_candidates
@@ -83,40 +81,13 @@ def race(candidates: list[Recipe], args: RunArguments, accelerator,
     scores = {run.name: run.state.best_ndcg for run in runs}
     winner = max(range(len(runs)), key=lambda i: runs[i].state.best_ndcg)
     spent = {run.name: {"seconds": round(run.clock.seconds(), 1), "steps": run.state.completed_steps} for run in runs}
-    chosen_by = {"race_share": share, "race_spent": spent, "validation_ndcg@10": scores}
-    twin = replace(candidates[winner], use_item_attributes=False)
-    if candidates[winner].use_item_attributes and twin in candidates:
-        gain, noise = paired_ndcg_gain(runs[winner], runs[candidates.index(twin)], data, args, accelerator)
-        chosen_by["attributes_validation_gain"] = {"ndcg@10": gain, "standard_error": noise}
-        if gain <= noise:
-            accelerator.print(f"attributes: validation NDCG@10 {gain:+.4f} over the same recipe without them, within "
-                              f"its standard error {noise:.4f}: the recipe without them is kept")
-            winner = max((i for i, c in enumerate(candidates) if not c.use_item_attributes),
-                         key=lambda i: runs[i].state.best_ndcg)
     accelerator.print(f"after {share * 100:g}% of the budget each, validation NDCG@10 "
                       f"{', '.join(f'{name} {ndcg:.4f}' for name, ndcg in scores.items())}: {runs[winner].name} "
                       "trains on")
+    chosen_by = {"race_share": share, "race_spent": spent, "validation_ndcg@10": scores}
     if seconds is not None:
         chosen_by["race_seconds_each"] = trial
     return runs[winner].fit(), candidates[winner], chosen_by
-
-
-def paired_ndcg_gain(with_attributes: TrainingRun, without: TrainingRun, data: TrainingData, args: RunArguments,
-                     accelerator) -> tuple[float, float]:
-    """
-    How much the attributes gain on validation, and how sure that is: the mean over users of the difference of
-    their NDCG@10 under each run's best model, and its standard error. Attributes add parameters that can fit the
-    validation users' noise; they stay only when they win by more than that noise (a thousand users' mean NDCG@10
-    moves by some 0.007 by chance).
-    """
-    per_user = []
-    for run in (with_attributes, without):
-        ranks = split_ranks(run.final_model(), data.tokenizer, data.validation, protocols=("full",),
-                            batch_size=args.per_device_eval_batch_size, accelerator=accelerator,
-                            seed=args.seed)["full"].double()
-        per_user.append(torch.where(ranks < 10, 1.0 / torch.log2(ranks + 2.0), 0.0))
-    difference = per_user[0] - per_user[1]
-    return difference.mean().item(), (difference.std() / len(difference) ** 0.5).item()
 
 
 def choose_exclude_seen(model, data: TrainingData, left_out: dict, **evaluation) -> tuple[bool, dict]:
