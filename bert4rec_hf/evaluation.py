@@ -122,6 +122,7 @@ def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[
     return ranks
 
 
+@torch.no_grad()
 def evaluate_next_item(
     model,
     tokenizer,
@@ -139,21 +140,6 @@ def evaluate_next_item(
     `{prefix}{protocol}_{metric}`, e.g. `test_full_ndcg@10`. With an `accelerate.Accelerator`, users are shared out
     over the processes and their ranks gathered exactly once each (`gather_for_metrics`). `exclude_seen=False` ranks
     the full protocol with the history's items among the candidates, for data where users come back to items.
-    """
-    ranks = split_ranks(model, tokenizer, split, popularity, protocols, batch_size, accelerator, seed, exclude_seen)
-    metrics = {}
-    for name in protocols:
-        metrics.update(metrics_from_ranks(ranks[name], prefix=f"{prefix}{name}_"))
-    metrics[f"{prefix}users"] = len(ranks[protocols[0]])
-    return metrics
-
-
-@torch.no_grad()
-def split_ranks(model, tokenizer, split, popularity: np.ndarray | None = None, protocols: Sequence[str] = PROTOCOLS,
-                batch_size: int = 256, accelerator=None, seed: int = 0, exclude_seen: bool = True) -> dict:
-    """
-    Each user's target rank under each protocol, `{protocol: (num_users,)}` (see `evaluate_next_item`), users in an
-    order that depends only on the split: two models' ranks line up user by user.
     """
     from torch.utils.data import DataLoader
 
@@ -195,4 +181,8 @@ def split_ranks(model, tokenizer, split, popularity: np.ndarray | None = None, p
         for name in protocols:
             collected[name].append(ranks[name].cpu())
     model.train(was_training)
-    return {name: torch.cat(collected[name]) for name in protocols}
+    metrics = {}
+    for name in protocols:
+        metrics.update(metrics_from_ranks(torch.cat(collected[name]), prefix=f"{prefix}{name}_"))
+    metrics[f"{prefix}users"] = int(sum(len(r) for r in collected[protocols[0]]))
+    return metrics
