@@ -3,7 +3,8 @@
 Sun et al., "BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from Transformer",
 CIKM 2019. The model top-down: embeddings, attention, layers, encoder, the pretrained base, the bare model and the two
 heads. Its sibling files hold what it calls: the losses (`loss_bert4rec.py`), serving (`recommendation_bert4rec.py`,
-a mixin as `GenerationMixin` is to generation) and the dropout kernel. They import only torch, transformers and each
+a mixin as `GenerationMixin` is to generation), the dropout kernel and the kept positions (`kept_positions_bert4rec.py`,
+the last block at the positions read). They import only torch, transformers and each
 other, so that `save_pretrained` ships them for `trust_remote_code=True`.
 """
 
@@ -24,6 +25,7 @@ from transformers.utils import ModelOutput
 from .catalogue_bert4rec import Bert4RecCatalogueMixin, ItemAttributeEmbeddings
 from .configuration_bert4rec import Bert4RecConfig
 from .dropout_bert4rec import Bert4RecDropout
+from .kept_positions_bert4rec import KeptPositions, select_positions
 from .loss_bert4rec import (ChunkedLinearCrossEntropy, GradientAfterLookup, gbce_beta, sample_negatives,
                             sampled_item_loss)
 from .recommendation_bert4rec import Bert4RecRecommendationMixin
@@ -198,47 +200,6 @@ class Bert4RecLayer(nn.Module):
         return self.feed_forward(hidden_states), attn_weights
 
 
-class KeptPositions:
-    """
-    The positions of a batch whose output is wanted, `keep` `(B, T)` booleans: as `(B, K)` indices, each row's kept
-    positions in order and then some others to fill it (`real` marks which are kept), K the most any row keeps.
-    Or one position per row, `(B,)` indices (a query's): the same without a sort or a boolean index, which is also
-    what an exported graph can hold.
-    """
-
-    def __init__(self, keep: torch.Tensor):
-        if keep.dtype != torch.bool:  # (B,) positions, one per row
-            self.index, self.keep, self.real = keep[:, None], None, None
-            return
-        self.keep = keep
-        counts = keep.sum(-1)
-        width = int(counts.max()) if keep.numel() else 0
-        # A stable sort puts each row's kept positions first, in their order.
-        self.index = torch.argsort(~keep, dim=-1, stable=True)[:, :width]  # (B, K)
-        self.real = torch.arange(width, device=keep.device) < counts[:, None]  # (B, K)
-
-    def gather(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """`(B, T, H) -> (B, K, H)`"""
-        return hidden_states.gather(1, self.index[:, :, None].expand(-1, -1, hidden_states.shape[-1]))
-
-    def select(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """`(B, T, H) -> (N, H)`: the kept positions' rows, row by row."""
-        return self.gather(hidden_states)[:, 0] if self.keep is None else hidden_states[self.keep]
-
-    def real_rows(self, gathered: torch.Tensor) -> torch.Tensor:
-        """`(B, K, H) -> (N, H)`: of `gather`'s output, the kept positions' rows."""
-        return gathered[:, 0] if self.real is None else gathered[self.real]
-
-    def mask_rows(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """A `(B, 1 or nh, T, T)` mask's rows of the kept queries; a mask shared by every query stays as it is."""
-        if attention_mask is None or attention_mask.dim() != 4 or attention_mask.shape[-2] == 1:
-            return attention_mask
-        _, heads, _, keys = attention_mask.shape
-        index = self.index[:, None, :, None].expand(self.index.shape[0], heads, -1, keys)
-        # A gather, not take_along_dim: its broadcasting fixes the shapes of an exported graph.
-        return attention_mask.expand(self.index.shape[0], -1, -1, -1).gather(2, index)
-
-
 class Bert4RecPreTrainedModel(PreTrainedModel):
     config_class = Bert4RecConfig
     config: Bert4RecConfig
@@ -392,7 +353,7 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
             if output_attentions:
                 all_attentions += (attn_weights,)
         if positions_to_keep is not None and kept_positions is None:
-            hidden_states = KeptPositions(positions_to_keep).select(hidden_states)
+            hidden_states = select_positions(hidden_states, positions_to_keep)
 
         if not return_dict:
             return tuple(v for v in (hidden_states, all_hidden_states, all_attentions) if v is not None)
