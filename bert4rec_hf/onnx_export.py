@@ -57,7 +57,7 @@ def _with_attributes_folded(model):
     A copy whose item table holds the item vectors (id row plus attributes): the encoder then reads one embedding
     lookup, which exports everywhere, instead of an attribute `EmbeddingBag` with a padding index, which does not.
     """
-    model = copy.deepcopy(model).float().eval()
+    model = copy.deepcopy(model).cpu().float().eval()
     embeddings = model.bert4rec.embeddings
     if embeddings.attributes is not None:
         embeddings.item_embeddings.weight.data = embeddings.item_vectors().detach().clone()
@@ -73,7 +73,7 @@ def export_onnx(model, tokenizer, output_dir, opset: int = OPSET) -> Path:
     """
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    model = _with_attributes_folded(model.cpu())
+    model = _with_attributes_folded(model)  # a copy: the caller's model stays on its device
     encoder = QueryEncoder(model).eval()
     max_length = model.config.max_position_embeddings
     # An example of two rows, the second left-padded, so that nothing of one shape is baked in.

@@ -13,6 +13,7 @@ from safetensors.numpy import load_file
 
 from .onnx_export import ENCODER_FILE, ITEM_VECTORS_FILE, ITEM_VECTORS_KEY
 from .recommendation_bert4rec import Bert4RecRecommendationOutput
+from .serving_requests import answers
 from .tokenization_bert4rec import Bert4RecTokenizer
 
 
@@ -146,8 +147,5 @@ class OnnxRecommender:
             except KeyError as error:
                 raise ValueError(error.args[0]) from None
             output = self.recommend(encoded["input_ids"], encoded["attention_mask"], top_k, exclude_seen)
-            for token_ids, scores in zip(output.token_ids.tolist(), output.scores.tolist()):
-                items = self.tokenizer.decode([t for t in token_ids if t >= 0])
-                results.append([{"item_id": item, "score": score, "title": self.tokenizer.title_of(item)}
-                                for item, score in zip(items, scores)])
+            results.extend(answers(self.tokenizer, output.token_ids.tolist(), output.scores.tolist()))
         return results[0] if single else results

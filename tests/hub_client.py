@@ -51,8 +51,8 @@ def endpoint_answers(repo_id, revision, histories):
     spec.loader.exec_module(module)
     handler = module.EndpointHandler(path)
     answers = handler({"inputs": histories, "parameters": {"top_k": 10}})
-    return {"items": [[r["item_id"] for r in row] for row in answers], "bert4rec_hf_imported": "bert4rec_hf" in
-            __import__("sys").modules}
+    return {"items": [[r["item_id"] for r in row] for row in answers],
+            "bert4rec_hf_imported": "bert4rec_hf" in sys.modules}
 
 
 if __name__ == "__main__":
