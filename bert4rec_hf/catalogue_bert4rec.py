@@ -93,11 +93,17 @@ class Bert4RecCatalogueMixin:
             self.bert4rec.embeddings.attributes.resize(embeddings.weight.shape[0])
         return embeddings
 
-    def set_item_attributes(self, attribute_ids: list[list[int]]) -> None:
+    def set_item_attributes(self, attribute_ids: list[list[int]], new_item_boost: float = 0.0) -> None:
         """
         Each token id's attribute ids (`tokenizer.item_attribute_ids()`), growing the catalogue to them when the
         tokenizer has more items (`resize_token_embeddings`) and the attribute table when it has new attributes: after
         `tokenizer.add_items(ids, attributes=...)`, the one call that makes new items recommendable by their attributes.
+
+        `new_item_boost` is added to the new items' bias, so to their score for every history: a shop's choice to show
+        new items before they have a history, paid for by the old items they push out of the top k. At 0 a new item
+        scores as training calibrated an item known by its attributes alone, which ranks best over all targets; the
+        bias is a weight like any other, so it is saved and pushed with the model, and a retrain that continues it
+        trains the boost away as the items' own interactions arrive.
         """
         embeddings = self.bert4rec.embeddings
         old_vocab = self.config.vocab_size
@@ -114,6 +120,7 @@ class Bert4RecCatalogueMixin:
                         self.head.bias[old_vocab:] = embeddings.attributes.new_item_bias
                     else:
                         table[old_vocab:] = table[len(self.head.special_token_ids):old_vocab].mean(0)
+                    self.head.bias[old_vocab:] += new_item_boost
         if embeddings.attributes is None:
             embeddings.attributes = ItemAttributeEmbeddings(0, 0, self.config.vocab_size, self.config.hidden_size)
             embeddings.attributes.to(embeddings.item_embeddings.weight.device)

@@ -1,6 +1,7 @@
 """Item attributes: the three kinds of file, every bad input with the file, line and value, and the map travelling with
 the tokenizer."""
 
+import copy
 import json
 import math
 import os
@@ -177,6 +178,24 @@ def test_new_items_are_scored_by_their_attributes_and_serve_after_saving(beauty_
     batch = AutoTokenizer.from_pretrained(tmp_path)([history + [90_000_002]], return_tensors="pt")
     torch.testing.assert_close(loaded.next_item_scores(**batch), model.next_item_scores(**batch))
     assert loaded.config.num_attributes == tokenizer.num_attributes == 10
+
+
+def test_a_new_item_boost_raises_the_new_items_scores_alone_and_brings_them_into_the_top_k(beauty_with_categories,
+                                                                                         beauty_sequences):
+    model = attribute_model(beauty_with_categories).eval()
+    tokenizer = beauty_with_categories
+    batch = tokenizer(beauty_sequences[:8], return_tensors="pt")
+    new = {90_000_001: ["category=1", "price=0"], 90_000_002: ["category=5", "price=2"]}
+    tokenizer.add_items(list(new), attributes=new)
+    boosted = copy.deepcopy(model)
+    model.set_item_attributes(tokenizer.item_attribute_ids())
+    boosted.set_item_attributes(tokenizer.item_attribute_ids(), new_item_boost=100.0)
+    plain, lifted = model.next_item_scores(**batch), boosted.next_item_scores(**batch)
+    torch.testing.assert_close(lifted[:, :-2], plain[:, :-2], rtol=0, atol=0)  # old items: not a bit changed
+    torch.testing.assert_close(lifted[:, -2:], plain[:, -2:] + 100.0)
+    new_ids = set(tokenizer.convert_items_to_ids(list(new)))
+    assert not any(new_ids & set(row.tolist()) for row in model.recommend(**batch, top_k=2).token_ids)
+    assert all(set(row.tolist()) == new_ids for row in boosted.recommend(**batch, top_k=2).token_ids)
 
 
 def test_an_attribute_model_serves_new_items_through_remote_code(beauty_with_categories, beauty_sequences, tmp_path):
