@@ -159,6 +159,21 @@ def similar_items(args) -> int:
     return 0
 
 
+def add_items(args) -> int:
+    from transformers.utils import logging as transformers_logging
+
+    from .new_items import add_items_to_saved_model
+
+    transformers_logging.disable_progress_bar()
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    counts = add_items_to_saved_model(args.model, args.items, args.output, revision=args.revision,
+                                      item_column=args.item_column, attribute_columns=columns,
+                                      new_item_boost=args.new_item_boost)
+    print(f"{counts['added']:,} new items added by their attributes ({counts['known']:,} already in the catalogue, "
+          f"left as they were): {counts['items']:,} items -> {args.output}")
+    return 0
+
+
 def export_onnx(args) -> int:
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -232,6 +247,21 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--top-k", "--top_k", dest="top_k", type=positive_int, default=10)
     similar.add_argument("--index", default=None, help="an ItemIndex directory: search it instead of every item")
     similar.set_defaults(run=similar_items)
+
+    adder = commands.add_parser("add-items", help="a saved model grown by new items, scored by their attributes")
+    adder.add_argument("--model", required=True, help="a model directory or Hub repo id, trained with attributes")
+    adder.add_argument("--revision", default=None, help="a branch, tag or commit of a Hub repo")
+    adder.add_argument("--items", required=True,
+                       help="the new items' attributes: a table (CSV, TSV, Parquet, JSON lines), S3Rec's "
+                            "item2attributes JSON or MovieLens' u.item / movies.dat")
+    adder.add_argument("--item-column", "--item_column", dest="item_column", default=None,
+                       help="the table's item id column (default: found by its usual names)")
+    adder.add_argument("--columns", default=None, help="the table's attribute columns, separated by commas "
+                                                       "(default: every column but ids and titles)")
+    adder.add_argument("--new-item-boost", "--new_item_boost", dest="new_item_boost", type=float, default=0.0,
+                       help="added to the new items' scores, to show them before they have a history (default 0)")
+    adder.add_argument("--output", required=True, help="the new model directory (the one read is left as it was)")
+    adder.set_defaults(run=add_items)
 
     exporter = commands.add_parser("export-onnx", help="the encoder as an ONNX graph, with the item vectors beside it")
     exporter.add_argument("--model", required=True, help="a model directory or Hub repo id")
