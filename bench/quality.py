@@ -43,7 +43,7 @@ ROWS = {
 # Flags whose value is a file under --data_dir.
 DATA_FILE_FLAGS = ("--item_features",)
 RESULTS = REPO / "bench/results/quality.json"
-KEPT = ("test_full_ndcg@10", "test_full_hr@10", "test_pop100_ndcg@10", "test_pop100_hr@10",
+KEPT = ("test_full_ndcg@10", "test_full_ndcg@10_se", "test_full_hr@10", "test_pop100_ndcg@10", "test_pop100_hr@10",
         "test_popularity_full_ndcg@10", "test_history_kept_full_ndcg@10", "validation_full_ndcg@10",
         "validation_popularity_full_ndcg@10", "validation_history_kept_full_ndcg@10", "train_runtime_s", "epochs",
         "best_epoch", "refit_epochs")
@@ -95,6 +95,11 @@ def cell(value, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def plus_minus(standard_error) -> str:
+    """The test users' standard error, where the run recorded it: two rows closer than about twice it are level."""
+    return "" if standard_error is None else f" ± {standard_error:.4f}"
+
+
 def chosen_cell(record: dict) -> str:
     """The recipe a row trained, and the race's validation NDCG@10 when the recipe was read from the data: cloze /
     causal, then the same without the attributes where the run had attributes to race."""
@@ -125,7 +130,8 @@ def table(results: dict[str, dict]) -> str:
         training = f"{minutes:.0f} min on {r['machine']}, {r['epochs']} epochs{refit}"
         curve = " / ".join(cell(v, 3) for v in r.get("validation_curve") or [])
         lines.append(f"| {row} | {chosen} | {cell(r.get('test_popularity_full_ndcg@10'))} | "
-                     f"{cell(r['test_full_ndcg@10'])} | {cell(r['test_full_hr@10'])} | "
+                     f"{cell(r['test_full_ndcg@10'])}{plus_minus(r.get('test_full_ndcg@10_se'))} | "
+                     f"{cell(r['test_full_hr@10'])} | "
                      f"{cell(r.get('test_history_kept_full_ndcg@10'))} | {cell(r['test_pop100_ndcg@10'])} | "
                      f"{cell(r['test_pop100_hr@10'])} | {training} | {curve} |")
     return "\n".join(lines)

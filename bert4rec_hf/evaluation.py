@@ -40,6 +40,13 @@ def metrics_from_ranks(ranks, prefix: str = "") -> dict[str, float]:
     return metrics
 
 
+def ndcg_standard_error(ranks, k: int = 10) -> float:
+    """The standard error of the mean NDCG@k over users, from each user's 0-based rank."""
+    ranks = torch.as_tensor(ranks).double()
+    gains = torch.where(ranks < k, 1.0 / torch.log2(ranks + 2.0), 0.0)
+    return (gains.std() / len(gains) ** 0.5).item() if len(gains) > 1 else 0.0
+
+
 class PopularityRecommender(torch.nn.Module):
     """
     Recommends the items most often seen in training, the ones a user has not seen first: the floor any model must
@@ -183,6 +190,10 @@ def evaluate_next_item(
     model.train(was_training)
     metrics = {}
     for name in protocols:
-        metrics.update(metrics_from_ranks(torch.cat(collected[name]), prefix=f"{prefix}{name}_"))
+        ranks = torch.cat(collected[name])
+        metrics.update(metrics_from_ranks(ranks, prefix=f"{prefix}{name}_"))
+        # How far the mean NDCG@10 of these users could be from another draw of as many: a difference between two
+        # models on a test set of a thousand users is noise unless it is a few times this.
+        metrics[f"{prefix}{name}_ndcg@10_se"] = ndcg_standard_error(ranks)
     metrics[f"{prefix}users"] = int(sum(len(r) for r in collected[protocols[0]]))
     return metrics

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bert4rec_hf.data import item_popularity
-from bert4rec_hf.evaluation import metrics_from_ranks, ranks_of_targets, sample_negatives
+from bert4rec_hf.evaluation import metrics_from_ranks, ndcg_standard_error, ranks_of_targets, sample_negatives
 
 
 def test_metrics_of_a_hand_computed_example():
@@ -17,6 +17,10 @@ def test_metrics_of_a_hand_computed_example():
     assert metrics["ndcg@5"] == pytest.approx((1 + 1 / math.log2(5)) / 3)
     assert metrics["ndcg@10"] == pytest.approx((1 + 1 / math.log2(5)) / 3)
     assert metrics["mrr"] == pytest.approx((1 + 1 / 4 + 1 / 30) / 3)
+    gains = [1, 1 / math.log2(5), 0]
+    mean = sum(gains) / 3
+    sample_std = math.sqrt(sum((g - mean) ** 2 for g in gains) / 2)
+    assert ndcg_standard_error([0, 3, 29]) == pytest.approx(sample_std / math.sqrt(3))
 
 
 def brute_force_metrics(score_rows, target_index, excluded_rows):
