@@ -169,8 +169,9 @@ def add_items(args) -> int:
     counts = add_items_to_saved_model(args.model, args.items, args.output, revision=args.revision,
                                       item_column=args.item_column, attribute_columns=columns,
                                       new_item_boost=args.new_item_boost)
-    print(f"{counts['added']:,} new items added by their attributes ({counts['known']:,} already in the catalogue, "
-          f"left as they were): {counts['items']:,} items -> {args.output}")
+    added = f"{counts['added']:,} new item{'' if counts['added'] == 1 else 's'}"
+    print(f"{added} added by their attributes ({counts['known']:,} already in the catalogue, left as they were): "
+          f"{counts['items']:,} items -> {args.output}")
     return 0
 
 

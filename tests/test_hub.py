@@ -254,3 +254,19 @@ def test_a_grown_model_with_attributes_pushes_pulls_and_serves_its_new_items(hub
     remote = pull("tester/grown-with-attributes", client_env(tmp_path, endpoint, home="fresh"), histories,
                   action="pull-remote-code")
     assert remote["items"] == expected
+
+    # The next day's items, added to the model on the Hub: the command line downloads it and writes a grown copy.
+    (tmp_path / "today.csv").write_text("item_id,category\n80000003,5\n80000001,3\n", encoding="utf-8")
+    completed = run([sys.executable, "-m", "bert4rec_hf.cli", "add-items", "--model", "tester/grown-with-attributes",
+                     "--items", str(tmp_path / "today.csv"), "--output", str(tmp_path / "today")],
+                    client_env(tmp_path, endpoint, home="adder"))
+    assert "1 new item added by their attributes (1 already in the catalogue" in completed.stdout
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    grown_again, today = (AutoModelForMaskedLM.from_pretrained(tmp_path / "today").eval(),
+                          AutoTokenizer.from_pretrained(tmp_path / "today"))
+    assert today.attributes_of(80_000_003) == ["category=5"] and len(today) == len(tokenizer) + 1
+    batch = tokenizer(histories, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(grown_again.next_item_scores(**batch)[:, :len(tokenizer)],
+                                   model.next_item_scores(**batch), rtol=0, atol=1e-6)  # the old catalogue unchanged
