@@ -102,15 +102,15 @@ def plus_minus(standard_error) -> str:
 
 def chosen_cell(record: dict) -> str:
     """The recipe a row trained, and the race's validation NDCG@10 when the recipe was read from the data: cloze /
-    causal, then the same without the attributes where the run had attributes to race."""
+    causal, or where the run had attributes to race, every candidate's by name."""
     race = record.get("race")
     if not race:
         return f"{record['objective']} (built in)"
-    scores = " / ".join(f"{race[objective]:.4f}" for objective in ("cloze", "causal"))
-    without = [race.get(f"{objective}-without-attributes") for objective in ("cloze", "causal")]
-    if None not in without:
-        scores += "; without attributes " + " / ".join(f"{score:.4f}" for score in without)
-    return f"{max(race, key=race.get).replace('-', ' ')} ({scores})"  # the race's winner
+    winner = max(race, key=race.get).replace("-", " ")
+    if set(race) == {"cloze", "causal"}:
+        return f"{winner} ({race['cloze']:.4f} / {race['causal']:.4f})"
+    scores = ", ".join(f"{name.replace('-', ' ')} {score:.4f}" for name, score in race.items())
+    return f"{winner} ({scores})"
 
 
 def table(results: dict[str, dict]) -> str:

@@ -58,6 +58,11 @@ def race(candidates: list[Recipe], args: RunArguments, accelerator,
     One run, or a race: each candidate trains `race_share` of its budget, the best on validation trains on. On a time
     budget the race's time comes out of the winner's, so the whole run keeps to it; on a budget in steps or epochs each
     candidate trains that share of its steps, and the winner trains on to all of them.
+
+    Candidates in pairs with and without the item attributes race in two rounds: first those without them, as they
+    would race were no attributes given, then the winner's recipe with the attributes against the winner, each for the
+    same share. (Racing all four at half the share favoured the objective that starts fast: on Yelp, causal with
+    attributes won at 4 minutes a candidate and stopped early at half the validation NDCG@10 cloze reaches.)
     """
     if len(candidates) == 1:
         run = training_run(candidates[0], args, accelerator, data, args.output_dir, "training")
@@ -66,28 +71,35 @@ def race(candidates: list[Recipe], args: RunArguments, accelerator,
         return run.fit(), candidates[0], None
     if args.resume_from_checkpoint:
         raise ValueError("--resume_from_checkpoint resumes one recipe: pass the --objective its recipe.json names")
-    # Each of two candidates trains `race_share` of the budget; more share the same total (objectives x attributes).
-    share = args.race_share * min(1.0, 2 / len(candidates))
-    seconds = candidates[0].max_train_time
-    if seconds is not None:
-        trial = share * seconds
-        candidates = [c.with_overrides(max_train_time=c.max_train_time - trial * (len(candidates) - 1))
-                      for c in candidates]
-    runs = [training_run(c, args, accelerator, data, args.output_dir / "candidates" / c.name, c.name,
-                         checkpoints=False) for c in candidates]
-    for run in runs:
-        run.fit(Pause(seconds=trial) if seconds is not None else
-                Pause(steps=math.ceil(share * run.max_steps)))
+    with_attributes = {replace(c, use_item_attributes=False): c for c in candidates if c.use_item_attributes}
+    first_round = [c for c in candidates if not c.use_item_attributes]
+    in_pairs = bool(first_round) and set(first_round) == set(with_attributes)
+    if not in_pairs:
+        first_round, with_attributes = candidates, {}
+    trainings = len(first_round) + bool(with_attributes)
+    share, seconds = args.race_share, candidates[0].max_train_time
+    trial = share * seconds if seconds is not None else None
+
+    def trained_share(recipe: Recipe) -> TrainingRun:
+        if seconds is not None:  # the losers' shares come out of every candidate's budget, so out of the winner's
+            recipe = recipe.with_overrides(max_train_time=recipe.max_train_time - trial * (trainings - 1))
+        run = training_run(recipe, args, accelerator, data, args.output_dir / "candidates" / recipe.name,
+                           recipe.name, checkpoints=False)
+        return run.fit(Pause(seconds=trial) if seconds is not None else Pause(steps=math.ceil(share * run.max_steps)))
+
+    runs = [trained_share(c) for c in first_round]
+    winner = max(runs, key=lambda run: run.state.best_ndcg)
+    if with_attributes:
+        runs.append(trained_share(with_attributes[[c for c in first_round if c.name == winner.name][0]]))
+        winner = max((winner, runs[-1]), key=lambda run: run.state.best_ndcg)
     scores = {run.name: run.state.best_ndcg for run in runs}
-    winner = max(range(len(runs)), key=lambda i: runs[i].state.best_ndcg)
     spent = {run.name: {"seconds": round(run.clock.seconds(), 1), "steps": run.state.completed_steps} for run in runs}
     accelerator.print(f"after {share * 100:g}% of the budget each, validation NDCG@10 "
-                      f"{', '.join(f'{name} {ndcg:.4f}' for name, ndcg in scores.items())}: {runs[winner].name} "
-                      "trains on")
+                      f"{', '.join(f'{name} {ndcg:.4f}' for name, ndcg in scores.items())}: {winner.name} trains on")
     chosen_by = {"race_share": share, "race_spent": spent, "validation_ndcg@10": scores}
     if seconds is not None:
         chosen_by["race_seconds_each"] = trial
-    return runs[winner].fit(), candidates[winner], chosen_by
+    return winner.fit(), winner.recipe, chosen_by
 
 
 def choose_exclude_seen(model, data: TrainingData, left_out: dict, **evaluation) -> tuple[bool, dict]:
