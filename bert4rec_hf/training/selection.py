@@ -71,10 +71,10 @@ def race(candidates: list[Recipe], args: RunArguments, accelerator,
         return run.fit(), candidates[0], None
     if args.resume_from_checkpoint:
         raise ValueError("--resume_from_checkpoint resumes one recipe: pass the --objective its recipe.json names")
-    with_attributes = {replace(c, use_item_attributes=False): c for c in candidates if c.use_item_attributes}
     first_round = [c for c in candidates if not c.use_item_attributes]
-    in_pairs = bool(first_round) and set(first_round) == set(with_attributes)
-    if not in_pairs:
+    # Each candidate without the attributes by name -> the same recipe with them.
+    with_attributes = {replace(c, use_item_attributes=False).name: c for c in candidates if c.use_item_attributes}
+    if not first_round or {c.name for c in first_round} != set(with_attributes):
         first_round, with_attributes = candidates, {}
     trainings = len(first_round) + bool(with_attributes)
     share, seconds = args.race_share, candidates[0].max_train_time
@@ -90,7 +90,7 @@ def race(candidates: list[Recipe], args: RunArguments, accelerator,
     runs = [trained_share(c) for c in first_round]
     winner = max(runs, key=lambda run: run.state.best_ndcg)
     if with_attributes:
-        runs.append(trained_share(with_attributes[[c for c in first_round if c.name == winner.name][0]]))
+        runs.append(trained_share(with_attributes[winner.name]))
         winner = max((winner, runs[-1]), key=lambda run: run.state.best_ndcg)
     scores = {run.name: run.state.best_ndcg for run in runs}
     spent = {run.name: {"seconds": round(run.clock.seconds(), 1), "steps": run.state.completed_steps} for run in runs}
