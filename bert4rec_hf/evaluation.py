@@ -35,15 +35,19 @@ def metrics_from_ranks(ranks, prefix: str = "") -> dict[str, float]:
         raise ValueError("metrics_from_ranks: no ranks to average (no users were evaluated)")
     metrics = {f"{prefix}hr@{k}": (ranks < k).double().mean().item() for k in CUTOFFS}
     for k in NDCG_CUTOFFS:
-        metrics[f"{prefix}ndcg@{k}"] = torch.where(ranks < k, 1.0 / torch.log2(ranks + 2.0), 0.0).mean().item()
+        metrics[f"{prefix}ndcg@{k}"] = ndcg_gains(ranks, k).mean().item()
     metrics[f"{prefix}mrr"] = (1.0 / (ranks + 1.0)).mean().item()
     return metrics
 
 
+def ndcg_gains(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    """Each user's NDCG@k with one target: 1 / log2(rank + 2) within the top k, 0 beyond."""
+    return torch.where(ranks < k, 1.0 / torch.log2(ranks + 2.0), 0.0)
+
+
 def ndcg_standard_error(ranks, k: int = 10) -> float:
     """The standard error of the mean NDCG@k over users, from each user's 0-based rank."""
-    ranks = torch.as_tensor(ranks).double()
-    gains = torch.where(ranks < k, 1.0 / torch.log2(ranks + 2.0), 0.0)
+    gains = ndcg_gains(torch.as_tensor(ranks).double(), k)
     return (gains.std() / len(gains) ** 0.5).item() if len(gains) > 1 else 0.0
 
 
