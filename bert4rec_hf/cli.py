@@ -52,10 +52,15 @@ def convert(args) -> int:
     return 0
 
 
+def comma_separated(text: str) -> list[str]:
+    """`a, b,c,` -> ["a", "b", "c"]: the values of a flag that takes several, blanks left out."""
+    return [value.strip() for value in text.split(",") if value.strip()]
+
+
 def _read_histories(args) -> list[tuple[str, list]]:
     """(where, history) pairs: where names the history's line in its file, for the errors about it."""
     if args.history is not None:
-        return [("--history", [item.strip() for item in args.history.split(",") if item.strip()])]
+        return [("--history", comma_separated(args.history))]
     handle = sys.stdin if args.histories in (None, "-") else open(args.histories, encoding="utf-8")
     name = getattr(handle, "name", "<stdin>")
     histories = []
@@ -144,7 +149,7 @@ def similar_items(args) -> int:
     from .saved_model import resolve_model
 
     transformers_logging.disable_progress_bar()
-    items = [item.strip() for item in args.items.split(",") if item.strip()]
+    items = comma_separated(args.items)
     if not items:
         raise ValueError("--items: no item id given")
     item_index = None
@@ -165,7 +170,7 @@ def add_items(args) -> int:
     from .new_items import add_items_to_saved_model
 
     transformers_logging.disable_progress_bar()
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    columns = comma_separated(args.columns) if args.columns else None
     counts = add_items_to_saved_model(args.model, args.items, args.output, revision=args.revision,
                                       item_column=args.item_column, attribute_columns=columns,
                                       new_item_boost=args.new_item_boost)
