@@ -13,9 +13,8 @@ Afterwards the cold items are added to the first two as a deployment adds the da
 `tokenizer.add_items(cold, attributes=...)` and `model.set_item_attributes(...)` for 1, `tokenizer.add_items(cold)` and
 `model.resize_token_embeddings(...)` for 2 (the id-only model has nothing but an average id row to give them).
 
-The attribute model is also tested with each of `--new_item_boosts` added to the new items' scores
-(`set_item_attributes(..., new_item_boost=)`): how many cold targets a boost wins and what it costs the warm ones. The
-last line is the default, no boost.
+What a `new_item_boost` wins for the cold targets and costs the warm ones: `bench/new_item_boost.py --model
+WORK_DIR/attributes`.
 
 Every model is tested on the whole log's test split (each user's last item, everything before it the history; full
 ranking over every item, history excluded), through `evaluate_next_item`, the code path `recommend()` serves. Targets
@@ -54,6 +53,12 @@ def read_log(path: Path) -> dict[int, list[int]]:
     """user -> items in time order, through the loaders training uses."""
     sequences = load_sequences(path, show_progress=False)
     return dict(zip(sequences["user_id"], sequences["item_ids"]))
+
+
+def cold_items(log: dict[int, list[int]], share: float, seed: int) -> set[int]:
+    """`share` of the log's items, drawn at random: the items taken out of training."""
+    items = sorted({i for sequence in log.values() for i in sequence})
+    return {int(i) for i in np.random.default_rng(seed).choice(items, size=round(share * len(items)), replace=False)}
 
 
 def train(log: Path, attributes: Path | None, output: Path, seconds: float) -> float:
@@ -111,8 +116,6 @@ def main():
     parser.add_argument("--max_train_time", type=float, default=900, help="each model's training budget, seconds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work_dir", type=Path, default=None, help="where the runs go (default: a new temporary one)")
-    parser.add_argument("--new_item_boosts", type=float, nargs="*", default=[1.0, 1.5, 2.0],
-                        help="also test the attribute model with these `new_item_boost`s (the last line: none)")
     args = parser.parse_args()
 
     source, attribute_file = SHARED_DATA / "s3rec" / "Beauty.txt", SHARED_DATA / "s3rec" / "Beauty_item2attributes.json"
@@ -121,8 +124,7 @@ def main():
             raise SystemExit(f"{path} not found: this bench needs ../shared/data (or BERT4REC_SHARED_DATA)")
     log, attributes = read_log(source), load_item_attributes(attribute_file)
     items = sorted({i for sequence in log.values() for i in sequence})
-    rng = np.random.default_rng(args.seed)
-    cold = {int(i) for i in rng.choice(items, size=round(args.cold_share * len(items)), replace=False)}
+    cold = cold_items(log, args.cold_share, args.seed)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="cold-start-"))
     warm_log = work / "warm" / "Beauty.txt"
     warm_log.parent.mkdir(parents=True, exist_ok=True)
@@ -153,13 +155,6 @@ def main():
         model, tokenizer = AutoModelForMaskedLM.from_pretrained(directory), AutoTokenizer.from_pretrained(directory)
         if name == "attributes":
             tokenizer.add_items(cold_ids, attributes={i: attributes.get(str(i), []) for i in cold_ids})
-            for boost in args.new_item_boosts:  # what showing new items costs the old ones
-                boosted = AutoModelForMaskedLM.from_pretrained(directory)
-                boosted.set_item_attributes(tokenizer.item_attribute_ids(), new_item_boost=boost)
-                (cold_ndcg, cold_hr), (warm_ndcg, _) = (ndcg_hr10(boosted, tokenizer, split)
-                                                        for split in (cold_split, warm_split))
-                print(f"attributes, new_item_boost {boost:g}: test NDCG@10, HR@10: cold {cold_ndcg:.4f}, "
-                      f"{cold_hr:.4f}; warm NDCG@10 {warm_ndcg:.4f}", flush=True)
             model.set_item_attributes(tokenizer.item_attribute_ids())
         elif name == "id only":
             torch.manual_seed(args.seed)  # the new rows are drawn around the old ones' mean
