@@ -173,7 +173,7 @@ def add_items(args) -> int:
     columns = comma_separated(args.columns) if args.columns else None
     counts = add_items_to_saved_model(args.model, args.items, args.output, revision=args.revision,
                                       item_column=args.item_column, attribute_columns=columns,
-                                      new_item_boost=args.new_item_boost)
+                                      separator=args.separator, new_item_boost=args.new_item_boost)
     added = f"{counts['added']:,} new item{'' if counts['added'] == 1 else 's'}"
     print(f"{added} added by their attributes ({counts['known']:,} already in the catalogue, left as they were): "
           f"{counts['items']:,} items -> {args.output}")
@@ -264,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the table's item id column (default: found by its usual names)")
     adder.add_argument("--columns", default=None, help="the table's attribute columns, separated by commas "
                                                        "(default: every column but ids and titles)")
+    adder.add_argument("--separator", default="|", help="what joins several values in one cell of a text table, as "
+                                                        "training's --item_features_separator (default |)")
     adder.add_argument("--new-item-boost", "--new_item_boost", dest="new_item_boost", type=float, default=0.0,
                        help="added to the new items' scores, to show them before they have a history (default 0)")
     adder.add_argument("--output", required=True, help="the new model directory (the one read is left as it was)")

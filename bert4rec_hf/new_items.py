@@ -17,12 +17,14 @@ NOT_COPIED = ("best", "candidates", "checkpoints", ".cache")
 
 def add_items_to_saved_model(model: str, items_file, output, revision: str | None = None,
                              item_column: str | None = None, attribute_columns: list[str] | None = None,
-                             new_item_boost: float = 0.0) -> dict:
+                             separator: str = "|", new_item_boost: float = 0.0) -> dict:
     """
     Reads `items_file` (any format `load_item_attributes` reads), adds the items that `model` (a directory or a Hub
     repo id) does not know yet with their attributes, and writes the grown model, its tokenizer and the rest of the
     directory (recipe, card, titles) to `output`, which must not hold anything yet. Items already in the catalogue
-    keep their attributes and weights. `new_item_boost`: see `Bert4RecForMaskedLM.set_item_attributes`. Returns the
+    keep their attributes and weights. `item_column`, `attribute_columns`, `separator`: as `load_item_attributes`
+    reads them (training's `--item_features_item_column`, `--item_features_columns`, `--item_features_separator`).
+    `new_item_boost`: see `Bert4RecForMaskedLM.set_item_attributes`. Returns the
     counts: `added`, `known` (left as they were), `items` (the catalogue's size now).
     """
     from huggingface_hub import snapshot_download
@@ -35,7 +37,8 @@ def add_items_to_saved_model(model: str, items_file, output, revision: str | Non
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise FileExistsError(f"{output}: already exists and is not an empty directory; add-items writes a new model "
                               "directory and leaves the one it reads as it is")
-    attributes = load_item_attributes(items_file, item_column=item_column, attribute_columns=attribute_columns)
+    attributes = load_item_attributes(items_file, item_column=item_column, attribute_columns=attribute_columns,
+                                      separator=separator)
     if not attributes:
         raise ValueError(f"{items_file}: no items in it")
     name = resolve_model(model)

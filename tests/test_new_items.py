@@ -33,9 +33,9 @@ def test_add_items_grows_a_saved_model_by_a_table_of_new_items_and_leaves_the_ol
         saved_attribute_model, beauty_sequences, tmp_path, capsys):
     old_item = beauty_sequences[0][0]
     table = tmp_path / "new.csv"
-    table.write_text(f"item_id,category,price\n90000001,1,0\n90000002,5,2\n{old_item},6,1\n", encoding="utf-8")
+    table.write_text(f"item_id,category,price\n90000001,1,0\n90000002,5;6,2\n{old_item},6,1\n", encoding="utf-8")
     before = digest(saved_attribute_model)
-    assert cli.main(["add-items", "--model", str(saved_attribute_model), "--items", str(table),
+    assert cli.main(["add-items", "--model", str(saved_attribute_model), "--items", str(table), "--separator", ";",
                      "--output", str(tmp_path / "today"), "--new-item-boost", "50"]) == 0
     assert "2 new items added by their attributes (1 already in the catalogue" in capsys.readouterr().out
     assert digest(saved_attribute_model) == before
@@ -44,6 +44,7 @@ def test_add_items_grows_a_saved_model_by_a_table_of_new_items_and_leaves_the_ol
     model, tokenizer = AutoModelForMaskedLM.from_pretrained(tmp_path / "today").eval(), \
         AutoTokenizer.from_pretrained(tmp_path / "today")
     assert tokenizer.attributes_of(90000001) == ["category=1", "price=0"]
+    assert tokenizer.attributes_of(90000002) == ["category=5", "category=6", "price=2"]  # split at --separator
     assert tokenizer.attributes_of(old_item) == [f"category={old_item % 7}", f"price={old_item % 3}"]  # kept
     batch = tokenizer(beauty_sequences[1:5], return_tensors="pt")
     scores, old_scores = model.next_item_scores(**batch), old_model.next_item_scores(**batch)

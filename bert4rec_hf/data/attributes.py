@@ -140,7 +140,8 @@ def _table(path: Path, format: str, item_column: str | None, attribute_columns: 
         item_column = next((by_normalised[_normalised(c)] for c in COLUMN_NAMES["item_column"]
                             if _normalised(c) in by_normalised), None)
         if item_column is None:
-            raise ValueError(f"{path}: no item id column found among {names}; name it with --item_attributes_column")
+            raise ValueError(f"{path}: no item id column found among {names}; name it with --item_features_item_column "
+                             "(bert4rec add-items: --item-column)")
     for name in [item_column, *(attribute_columns or [])]:
         if name not in names:
             raise ValueError(f"{path}: no column {name!r}; the columns are {names}")
