@@ -133,7 +133,6 @@ def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[
     return ranks
 
 
-@torch.no_grad()
 def evaluate_next_item(
     model,
     tokenizer,
@@ -151,6 +150,24 @@ def evaluate_next_item(
     `{prefix}{protocol}_{metric}`, e.g. `test_full_ndcg@10`. With an `accelerate.Accelerator`, users are shared out
     over the processes and their ranks gathered exactly once each (`gather_for_metrics`). `exclude_seen=False` ranks
     the full protocol with the history's items among the candidates, for data where users come back to items.
+    """
+    metrics = {}
+    ranks = split_ranks(model, tokenizer, split, popularity, protocols, batch_size, accelerator, seed, exclude_seen)
+    for name in protocols:
+        metrics.update(metrics_from_ranks(ranks[name], prefix=f"{prefix}{name}_"))
+        # How far the mean NDCG@10 of these users could be from another draw of as many: a difference between two
+        # models on a test set of a thousand users is noise unless it is a few times this.
+        metrics[f"{prefix}{name}_ndcg@10_se"] = ndcg_standard_error(ranks[name])
+    metrics[f"{prefix}users"] = len(ranks[protocols[0]])
+    return metrics
+
+
+@torch.no_grad()
+def split_ranks(model, tokenizer, split, popularity: np.ndarray | None = None, protocols: Sequence[str] = PROTOCOLS,
+                batch_size: int = 256, accelerator=None, seed: int = 0, exclude_seen: bool = True) -> dict:
+    """
+    Each user's 0-based target rank under each protocol, `{protocol: (users,)}` (see `evaluate_next_item`), the users
+    in an order that depends only on the split: two models' ranks of one split line up user by user.
     """
     from torch.utils.data import DataLoader
 
@@ -192,12 +209,4 @@ def evaluate_next_item(
         for name in protocols:
             collected[name].append(ranks[name].cpu())
     model.train(was_training)
-    metrics = {}
-    for name in protocols:
-        ranks = torch.cat(collected[name])
-        metrics.update(metrics_from_ranks(ranks, prefix=f"{prefix}{name}_"))
-        # How far the mean NDCG@10 of these users could be from another draw of as many: a difference between two
-        # models on a test set of a thousand users is noise unless it is a few times this.
-        metrics[f"{prefix}{name}_ndcg@10_se"] = ndcg_standard_error(ranks)
-    metrics[f"{prefix}users"] = int(sum(len(r) for r in collected[protocols[0]]))
-    return metrics
+    return {name: torch.cat(collected[name]) for name in protocols}

@@ -42,6 +42,10 @@ def save_run(directory: Path, model, tokenizer, results: dict, history: list[dic
     if tokenizer.num_attributes and recipe.use_item_attributes:  # the attributes the model reads
         shown = ", ".join(tokenizer.attributes[:8]) + (", ..." if tokenizer.num_attributes > 8 else "")
         hyperparameters["item_attributes"] = f"{tokenizer.num_attributes} ({shown})"
+    gain = (chosen_by or {}).get("attributes_validation_gain")
+    if gain is not None:  # the race weighed the attributes: by how much they won, against its noise
+        hyperparameters["attributes_validation_gain"] = (f"{gain['ndcg@10']:+.4f} NDCG@10 (standard error "
+                                                         f"{gain['standard_error']:.4f})")
     for name in ("epochs", "best_epoch", "train_runtime_s", "best_weights_averaged", "refit_epochs"):
         if name in results:
             hyperparameters[name] = results[name]
