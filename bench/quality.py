@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bert4rec_hf.training import BUILT_IN_DATA_SETS
+from bert4rec_hf.training import BUILT_IN_DATA_SETS, read_recipe
 from common import REPO, SHARED_DATA
 
 # The table's rows, in this order: a built-in name (with the flags that pick its other recipe), or a file under
@@ -84,6 +84,9 @@ def measured(output: Path) -> dict:
     record["objective"] = recipe["recipe"]["objective"]
     chosen_by = recipe.get("chosen_by") or {}
     record["race"] = chosen_by.get("validation_ndcg@10")
+    if chosen_by.get("attributes_validation_gain"):  # the attributes raced: the winner need not be the top score
+        record["trained"] = read_recipe(output / "recipe.json").name
+        record["attributes_validation_gain"] = chosen_by["attributes_validation_gain"]
     record["race_seconds_each"] = chosen_by.get("race_seconds_each")
     record["validation_curve"] = validation_curve(json.loads((output / "training_history.json").read_text()))
     record["machine"] = f"{os.cpu_count()} CPU cores"
@@ -106,10 +109,12 @@ def chosen_cell(record: dict) -> str:
     race = record.get("race")
     if not race:
         return f"{record['objective']} (built in)"
-    winner = max(race, key=race.get).replace("-", " ")
+    winner = record.get("trained", max(race, key=race.get)).replace("-", " ")
     if set(race) == {"cloze", "causal"}:
         return f"{winner} ({race['cloze']:.4f} / {race['causal']:.4f})"
     scores = ", ".join(f"{name.replace('-', ' ')} {score:.4f}" for name, score in race.items())
+    if gain := record.get("attributes_validation_gain"):
+        scores += f"; the attributes' paired gain {gain['ndcg@10']:+.4f}, standard error {gain['standard_error']:.4f}"
     return f"{winner} ({scores})"
 
 
