@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bert4rec_hf.training import BUILT_IN_DATA_SETS, read_recipe
+from bert4rec_hf.training import BUILT_IN_DATA_SETS, Recipe
 from common import REPO, SHARED_DATA
 
 # The table's rows, in this order: a built-in name (with the flags that pick its other recipe), or a file under
@@ -85,7 +85,7 @@ def measured(output: Path) -> dict:
     chosen_by = recipe.get("chosen_by") or {}
     record["race"] = chosen_by.get("validation_ndcg@10")
     if chosen_by.get("attributes_validation_gain"):  # the attributes raced: the winner need not be the top score
-        record["trained"] = read_recipe(output / "recipe.json").name
+        record["trained"] = Recipe(**recipe["recipe"]).name
         record["attributes_validation_gain"] = chosen_by["attributes_validation_gain"]
     record["race_seconds_each"] = chosen_by.get("race_seconds_each")
     record["validation_curve"] = validation_curve(json.loads((output / "training_history.json").read_text()))

@@ -45,10 +45,14 @@ def ndcg_gains(ranks: torch.Tensor, k: int) -> torch.Tensor:
     return torch.where(ranks < k, 1.0 / torch.log2(ranks + 2.0), 0.0)
 
 
+def standard_error(values: torch.Tensor) -> float:
+    """The standard error of the mean of `values`, one per user."""
+    return (values.std() / len(values) ** 0.5).item() if len(values) > 1 else 0.0
+
+
 def ndcg_standard_error(ranks, k: int = 10) -> float:
     """The standard error of the mean NDCG@k over users, from each user's 0-based rank."""
-    gains = ndcg_gains(torch.as_tensor(ranks).double(), k)
-    return (gains.std() / len(gains) ** 0.5).item() if len(gains) > 1 else 0.0
+    return standard_error(ndcg_gains(torch.as_tensor(ranks).double(), k))
 
 
 class PopularityRecommender(torch.nn.Module):

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from transformers.utils import cached_file
 
-from ..evaluation import evaluate_next_item, ndcg_gains, split_ranks
+from ..evaluation import evaluate_next_item, ndcg_gains, split_ranks, standard_error
 from .arguments import DataArguments, RunArguments
 from .data import TrainingData
 from .recipes import DataStatistics, Recipe, read_recipe, recipe_candidates
@@ -125,7 +125,7 @@ def attributes_gain(with_attributes: TrainingRun, without: TrainingRun, data: Tr
                             batch_size=args.per_device_eval_batch_size, accelerator=accelerator, seed=args.seed)
         gains.append(ndcg_gains(ranks["full"].double(), 10))
     difference = gains[0] - gains[1]
-    return {"ndcg@10": difference.mean().item(), "standard_error": (difference.std() / len(difference) ** 0.5).item()}
+    return {"ndcg@10": difference.mean().item(), "standard_error": standard_error(difference)}
 
 
 def choose_exclude_seen(model, data: TrainingData, left_out: dict, **evaluation) -> tuple[bool, dict]:
