@@ -10,8 +10,8 @@
 3. Leave-one-out: each user's last item is the test target; `validation_users` random users also hold out their
    second-to-last item for validation. Popularity's validation score is printed first: the floor to beat.
 4. Training: candidates train `race_share` of the budget each, the best on validation trains on. Every epoch is
-   validated; the best is kept (`best/`). With `refit`, a fresh model then trains that many epochs on every user's
-   items but the last (`bert4rec_hf.training.selection`).
+   validated; the best is kept (`best/`). With `refit` (by default when the time budget has room left for it), a
+   fresh model then trains that many epochs on every user's items but the last (`bert4rec_hf.training.selection`).
 5. Test, once: full ranking, 100 popularity-sampled and 100 uniform negatives, beside popularity. The output directory
    gets the model, tokenizer, `recipe.json` (to repeat the run), `all_results.json`, curves and a model card.
 """
@@ -31,7 +31,7 @@ from bert4rec_hf.evaluation import PopularityRecommender, evaluate_next_item
 from bert4rec_hf.hub import push_model
 from bert4rec_hf.training import (DataStatistics, TrainingArgumentParser, candidate_recipes, choose_exclude_seen,
                                   load_user_sequences, prepare_training_data, race, read_item_attributes, refit,
-                                  save_run, source_of, summary)
+                                  refit_fits, save_run, source_of, summary)
 
 
 def build_accelerator(args) -> Accelerator:
@@ -93,7 +93,7 @@ def main(argv=None):
     exclude_seen, kept = choose_exclude_seen(best, data, results, **evaluation)
     results.update(kept)
     final, refit_seconds = best, 0.0
-    if recipe.refit:
+    if recipe.refit or (recipe.refit is None and refit_fits(run)):
         refitted = refit(run, accelerator, data)
         final, refit_seconds = refitted.final_model(), refitted.state.train_seconds
         results.update(refit_epochs=run.state.best_epoch, refit_runtime_s=round(refit_seconds, 1))

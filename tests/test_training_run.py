@@ -10,7 +10,7 @@ from bert4rec_hf import Bert4RecForCausalLM, Bert4RecForMaskedLM
 from bert4rec_hf.evaluation import evaluate_next_item
 from bert4rec_hf.training import (DataArguments, DataStatistics, Pause, Recipe, RunArguments, TrainingRun,
                                   candidate_recipes, choose_exclude_seen, prepare_training_data, race,
-                                  recipe_candidates, refit, training_examples)
+                                  recipe_candidates, refit, refit_fits, training_examples)
 from bert4rec_hf.training.recipes import write_recipe
 
 from conftest import BUNDLED_BEAUTY
@@ -94,6 +94,21 @@ def test_the_refit_trains_the_best_epoch_count_on_the_validation_items_too(tmp_p
     # The best epoch count, within the selection run's schedule (its learning rate reached zero at its 8th step).
     assert refitted.state.completed_steps == min(run.state.best_epoch * refitted.steps_per_epoch, 8)
     assert not torch.equal(refitted.final_model().head.bias, run.final_model().head.bias)
+
+
+def test_a_refit_by_default_only_where_the_time_budget_has_room_for_it(tmp_path, accelerator, data):
+    # Ended by its epoch schedule with most of a ten-minute budget left: a refit fits.
+    recipe = Recipe(**{**SMALL, "max_train_time": 600, "num_train_epochs": 3})
+    run = TrainingRun(recipe, arguments(tmp_path), accelerator, data.tokenizer,
+                      training_examples(recipe, data.train_sequences), tmp_path, data.validation).fit()
+    assert run.state.epoch == 3 and recipe.refit is None  # the default: decided by the budget
+    assert refit_fits(run)
+    # The time left shorter than the best epoch count takes at the run's pace: no refit.
+    run.max_seconds = run.clock.seconds() * (1 + 0.5 * run.state.best_epoch / run.state.epoch) - 1e-3
+    assert not refit_fits(run)
+    # A budget in steps or epochs has no time left to speak of.
+    run.max_seconds = None
+    assert not refit_fits(run)
 
 
 def test_items_already_seen_are_left_out_unless_validation_scores_them_higher(tmp_path, accelerator, data,

@@ -111,7 +111,7 @@ class TrainingArgumentParser(HfArgumentParser):
     def __init__(self, **kwargs):
         super().__init__((DataArguments, RecipeArguments, RunArguments), **kwargs)
         # A recipe's switch, as the run's: `--refit` alone is true, `--no_refit` false, and absent the recipe's own.
-        switches = {item.name for item in fields(Recipe) if item.type is bool}
+        switches = {item.name for item in fields(Recipe) if item.type in (bool, bool | None)}
         for action in self._actions:
             if action.dest in switches:
                 action.nargs, action.const = "?", True
