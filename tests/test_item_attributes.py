@@ -147,10 +147,21 @@ def test_item_id_dropout_trains_the_new_item_row_in_place_of_dropped_ids(beauty_
     with torch.no_grad():
         attributes.new_item_embedding.normal_()
         attributes.new_item_bias.fill_(1.5)
-    tokenizer.add_items([90_000_001], attributes={90_000_001: ["category=1", "price=0"]})
+        model.head.bias.normal_()
+    old_table, old_bias = model.bert4rec.embeddings.item_embeddings.weight.clone(), model.head.bias.clone()
+    # Siblings: the old items with the same category and price band as the first new item.
+    siblings = [token_id for token_id in range(2, len(tokenizer))
+                if tokenizer.attributes_of(tokenizer.convert_ids_to_tokens(token_id)) == ["category=1", "price=0"]]
+    tokenizer.add_items([90_000_001, 90_000_002], attributes={90_000_001: ["category=1", "price=0"],
+                                                              90_000_002: ["category=unheard-of"]})
     model.set_item_attributes(tokenizer.item_attribute_ids())
-    # An item added after training starts where dropped items were trained to be.
-    torch.testing.assert_close(model.bert4rec.embeddings.item_embeddings.weight[-1], attributes.new_item_embedding)
+    table = model.bert4rec.embeddings.item_embeddings.weight
+    # An item added after training starts at the mean of the old items with its attributes...
+    assert len(siblings) >= 2
+    torch.testing.assert_close(table[-2], old_table[siblings].mean(0))
+    torch.testing.assert_close(model.head.bias[-2], old_bias[siblings].mean())
+    # ... and one that shares none with any where dropped items were trained to be.
+    torch.testing.assert_close(table[-1], attributes.new_item_embedding)
     assert model.head.bias[-1].item() == 1.5
 
 
