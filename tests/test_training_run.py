@@ -10,7 +10,7 @@ from bert4rec_hf import Bert4RecForCausalLM, Bert4RecForMaskedLM
 from bert4rec_hf.evaluation import evaluate_next_item
 from bert4rec_hf.training import (DataArguments, DataStatistics, Pause, Recipe, RunArguments, TrainingRun,
                                   candidate_recipes, choose_exclude_seen, prepare_training_data, race,
-                                  recipe_candidates, refit, refit_fits, training_examples)
+                                  recipe_candidates, refit, should_refit, training_examples)
 from bert4rec_hf.training.recipes import write_recipe
 
 from conftest import BUNDLED_BEAUTY
@@ -102,13 +102,18 @@ def test_a_refit_by_default_only_where_the_time_budget_has_room_for_it(tmp_path,
     run = TrainingRun(recipe, arguments(tmp_path), accelerator, data.tokenizer,
                       training_examples(recipe, data.train_sequences), tmp_path, data.validation).fit()
     assert run.state.epoch == 3 and recipe.refit is None  # the default: decided by the budget
-    assert refit_fits(run)
+    assert should_refit(run)
     # The time left shorter than the best epoch count takes at the run's pace: no refit.
     run.max_seconds = run.clock.seconds() * (1 + 0.5 * run.state.best_epoch / run.state.epoch) - 1e-3
-    assert not refit_fits(run)
+    assert not should_refit(run)
     # A budget in steps or epochs has no time left to speak of.
     run.max_seconds = None
-    assert not refit_fits(run)
+    assert not should_refit(run)
+    # `--refit` and `--no_refit` decide whatever the budget.
+    run.recipe = recipe.with_overrides(refit=True)
+    assert should_refit(run)
+    run.recipe, run.max_seconds = recipe.with_overrides(refit=False), 600
+    assert not should_refit(run)
 
 
 def test_items_already_seen_are_left_out_unless_validation_scores_them_higher(tmp_path, accelerator, data,

@@ -52,7 +52,7 @@ class Recipe:
     validation_users: int = 2048  # 0: every user
     max_train_time: float | None = 3300  # seconds
     # Train the chosen recipe again, validation items included, for the epoch count validation chose: True, False, or
-    # None: when the time budget has room for it (the run ended by its schedule or early stopping; `refit_fits`).
+    # None: when the time budget has room for it (the run ended by its schedule or early stopping; `should_refit`).
     refit: bool | None = None
     average_weights_from: float | None = None  # a share of the budget; None: keep the last weights
     use_item_attributes: bool = True  # read the item attributes (--item_features) where the run has them

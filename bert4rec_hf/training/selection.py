@@ -142,14 +142,17 @@ def choose_exclude_seen(model, data: TrainingData, left_out: dict, **evaluation)
     return exclude_seen, kept
 
 
-def refit_fits(run: TrainingRun) -> bool:
+def should_refit(run: TrainingRun) -> bool:
     """
-    Whether a refit fits in what is left of the run's time budget (`Recipe.refit` None): the run ended by its epoch
+    Whether the chosen recipe trains again with the validation items (`refit`): as its `Recipe.refit` says, and where
+    that is None (the default), when a refit fits in what is left of the run's time budget: the run ended by its epoch
     schedule or early stopping, and its best epoch count, at the pace of its own epochs (validation included, which the
     refit skips), takes no longer than the time left. A budget in steps or epochs has no time left to speak of: no
     refit. Where a run ends early, the held-out validation items are the newest data it has not trained on: BERT4Rec's
     Beauty gained 7% on test from them (docs/experiments.md).
     """
+    if run.recipe.refit is not None:
+        return run.recipe.refit
     if run.max_seconds is None or run.state.epoch < 1 or run.state.best_epoch < 1:
         return False
     seconds_per_epoch = run.clock.seconds() / run.state.epoch
