@@ -123,7 +123,12 @@ class Bert4RecTokenizer(PreTrainedTokenizer):
         tokens = [str(item) for item in items]
         if len(set(tokens)) != len(tokens):
             raise ValueError("from_items: the item ids are not unique once read as strings (e.g. 7 and '7').")
-        directory = save_directory or tempfile.mkdtemp(prefix="bert4rec-tokenizer-")
+        if save_directory is None:
+            # The tokenizer reads its files into memory, so a scratch directory can go as soon as it is built.
+            with tempfile.TemporaryDirectory(prefix="bert4rec-tokenizer-") as scratch:
+                return cls.from_items(items, titles=titles, save_directory=scratch, item_id_type=item_id_type,
+                                      item_attributes=item_attributes, **kwargs)
+        directory = save_directory
         os.makedirs(directory, exist_ok=True)
         vocab_file = os.path.join(directory, VOCAB_FILES_NAMES["vocab_file"])
         _write_vocab_file(vocab_file, ["[PAD]", "[MASK]", *tokens])

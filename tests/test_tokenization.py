@@ -94,3 +94,14 @@ def test_one_history_as_tensors_gets_a_batch_dimension(beauty_tokenizer, beauty_
     encoded = beauty_tokenizer(beauty_sequences[0], return_tensors="pt")
     assert encoded["input_ids"].shape == (1, len(beauty_sequences[0]) + 1)
     assert beauty_tokenizer(beauty_sequences[0])["input_ids"][-1] == beauty_tokenizer.mask_token_id
+
+
+def test_building_a_tokenizer_in_memory_leaves_no_scratch_directory(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    tokenizer = Bert4RecTokenizer.from_items([10, 20, 30], titles={10: "ten"}, item_attributes={10: ["a"]})
+    assert list(tmp_path.iterdir()) == []
+    assert tokenizer.decode([2, 4]) == [10, 30] and tokenizer.titles == {"10": "ten"}
+    tokenizer.save_pretrained(tmp_path / "saved")
+    assert Bert4RecTokenizer.from_pretrained(tmp_path / "saved").decode([3]) == [20]
