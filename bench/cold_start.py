@@ -12,14 +12,15 @@ epochs or early stopping, unless `--max_train_time` cuts all three at the same t
 3. "no removal": reading the attributes, on the whole log: the reference for the items it did not lose.
 A time budget below the schedule's end compares models cut at different points of their learning curves (they
 train at different paces): three 480-second runs of the no-removal model tested 0.0579, 0.0509 and 0.0555, a spread
-wider than the 3% the warm targets are judged by. Trained to its end, each model has converged.
+wider than the 3% the warm targets are judged by. Trained to its end, each has had its whole schedule, and at a fixed
+epoch count training is deterministic. `--reuse` evaluates the models of an earlier run in `--work_dir` again.
 
 Afterwards the cold items are added to the first two as a deployment adds the day's new items:
 `tokenizer.add_items(cold, attributes=...)` and `model.set_item_attributes(...)` for 1, `tokenizer.add_items(cold)` and
 `model.resize_token_embeddings(...)` for 2 (the id-only model has nothing but an average id row to give them).
 
-What a `new_item_boost` wins for the cold targets and costs the warm ones: `bench/new_item_boost.py --model
-WORK_DIR/attributes`.
+What a `new_item_boost` wins for the cold targets and costs the warm ones, and other ways of scoring a new item:
+`bench/new_item_scorers.py --model WORK_DIR/attributes`.
 
 Every model is tested on the whole log's test split (each user's last item, everything before it the history; full
 ranking over every item, history excluded), through `evaluate_next_item`, the code path `recommend()` serves. Targets
@@ -38,7 +39,9 @@ Last line: `cold_ndcg10=<x> cold_ndcg10_attribute_popularity=<y> cold_ndcg10_id_
 
 The warm targets are also split by their histories: with a cold item in them (the models trained without the cold items
 never saw those interactions; the no-removal model did) and without. And the no-removal model is tested once more on the
-histories with their cold items left out, as if it had never heard of them.
+histories with their cold items left out, as if it had never heard of them. The cold targets are also ranked among the
+cold items alone, by the attribute model and by the history's-attributes baseline: how well each tells one new item
+from another, apart from how high it puts new items against old ones.
 """
 
 import argparse
@@ -217,8 +220,6 @@ def main():
         baselines[candidates] = metrics["ndcg@10"]
         print(f"attribute popularity ({candidates}'s attributes): test NDCG@10, HR@10: cold {metrics['ndcg@10']:.4f}, "
               f"{metrics['hr@10']:.4f}")
-    # How each ranks the cold targets among the cold items alone: how well a new item is told from the other new items,
-    # apart from how high new items stand against old ones.
     baseline_among = metrics_from_ranks(attribute_popularity_ranks(log, cold_users, attributes, cold, "history", True))
     print(f"among the cold items alone (cold targets): test NDCG@10, HR@1, HR@10: attributes {among['ndcg@10']:.4f}, "
           f"{among['hr@1']:.4f}, {among['hr@10']:.4f}; attribute popularity (history's attributes) "
