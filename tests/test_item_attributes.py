@@ -47,6 +47,32 @@ def test_parquet_lists_and_json_lines(tmp_path):
     lines = write(tmp_path / "i.jsonl", '{"item_id": "x", "tags": ["a", "b"], "size": "M"}\n'
                                         '{"item_id": "y", "tags": ["a"], "size": "L"}\n')
     assert load_item_attributes(lines) == {"x": ["tags=a", "tags=b", "size=M"], "y": ["tags=a", "size=L"]}
+    twice = write(tmp_path / "i2.jsonl", '{"item_id": "x", "size": "M"}\n{"item_id": "x", "size": "L"}\n')
+    with pytest.raises(ValueError, match=r"i2.jsonl, line 2: item x is listed twice"):  # JSON lines have no header
+        load_item_attributes(twice)
+
+
+def test_a_product_catalogue_as_shipped_nested_lists_objects_and_texts_found_and_left_out(tmp_path, caplog):
+    # Amazon's metadata as JSON lines under .json: categories as lists of lists, salesRank an object, a description
+    # and an image link each item has to itself, a brand items share.
+    brands, categories = ["Acme", "Bolt", "Cove"], [["Beauty", "Makeup"], ["Beauty", "Hair"]]
+    rows = [{"asin": f"B{n:03}", "title": f"Thing {n}", "categories": [categories[n % 2]], "brand": brands[n % 3],
+             "description": f"The {n}th thing, unlike any other.", "imUrl": f"http://img/{n}.jpg",
+             "salesRank": {"Beauty": n}} for n in range(30)]
+    meta = write(tmp_path / "meta_Beauty.json", "".join(json.dumps(row) + "\n" for row in rows))
+    with caplog.at_level("WARNING", logger="bert4rec_hf.data.attributes"):
+        attributes = load_item_attributes(meta)
+    assert attributes["B001"] == ["categories=Beauty", "categories=Hair", "brand=Bolt"]
+    assert len(attributes) == 30
+    warning = caplog.text
+    assert "'description' (30 of 30 items share none of its values)" in warning and "'imUrl'" in warning
+    assert "'salesRank' (objects, not values)" in warning and "'brand'" not in warning
+    # Named, a column is read as it is; an object in it is refused with its line.
+    assert load_item_attributes(meta, attribute_columns=["imUrl"])["B002"] == ["imUrl=http://img/2.jpg"]
+    with pytest.raises(ValueError, match=r"meta_Beauty.json, line 1: column 'salesRank' holds \{'Beauty': 0\}"):
+        load_item_attributes(meta, attribute_columns=["salesRank"])
+    # A .json object {item: [attributes]} under any name is S3Rec's format.
+    assert load_item_attributes(write(tmp_path / "items.json", '{"A": ["x", "y"], "B": ["x"]}'))["B"] == ["attribute=x"]
 
 
 def test_s3rec_item2attributes_and_movielens_genres_on_the_real_files():

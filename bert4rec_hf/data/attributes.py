@@ -5,7 +5,9 @@ names the file, the line (or row) and the value.
 """
 
 import json
+import logging
 import re
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,11 +18,17 @@ import pyarrow.parquet as pq
 from .columns import COLUMN_NAMES, _normalised
 
 
+logger = logging.getLogger(__name__)
+
 # MovieLens 100K's genre flags, in the order of u.item's last 19 fields (u.genre).
 ML_100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                   "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
                   "War", "Western")
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl"}
+# A column found by itself (not named) is left out when this share of the items that have a value in it share none of
+# its values with another item: descriptions, links, other ids tell items apart, not what they have in common. Only
+# from this many items on, so that a small table is read as it is.
+UNIQUE_SHARE_LEFT_OUT, UNIQUE_MIN_ITEMS = 0.9, 20
 
 
 def guess_attribute_format(path: Path) -> str:
@@ -31,8 +39,20 @@ def guess_attribute_format(path: Path) -> str:
         return "movielens"
     if path.suffix in TABLE_SUFFIXES:
         return TABLE_SUFFIXES[path.suffix]
+    if path.suffix == ".json":  # one object {item: [attributes]}, as S3Rec's, or JSON lines under another name
+        return "item2attributes" if _one_json_object(path) else "jsonl"
     raise ValueError(f"{path}: cannot tell the format of this item attribute file from its name (a table: .csv, .tsv, "
-                     ".parquet, .jsonl; S3Rec's *_item2attributes.json; MovieLens' u.item or movies.dat)")
+                     ".parquet, .jsonl; .json: {item: [attributes]} or JSON lines; S3Rec's *_item2attributes.json; "
+                     "MovieLens' u.item or movies.dat)")
+
+
+def _one_json_object(path: Path) -> bool:
+    """Whether the whole of a `.json` file is one JSON value (else it is read as JSON lines)."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def load_item_attributes(path, format: str | None = None, item_column: str | None = None,
@@ -40,10 +60,12 @@ def load_item_attributes(path, format: str | None = None, item_column: str | Non
     """
     Item id (as a string) -> its attributes, from:
 
-    - a table (`.csv`, `.tsv`, `.parquet`, `.jsonl`): an item id column (found by its usual names, or `item_column`)
-      and attribute columns (`attribute_columns`, or every other column but titles and other item ids); a cell
-      holds one value, a list (Parquet, JSON lines) or values joined by `separator`; an empty cell is no value;
-    - S3Rec's `*_item2attributes.json`: `{item: [attribute ids]}`;
+    - a table (`.csv`, `.tsv`, `.parquet`, `.jsonl`, or `.json` as JSON lines): an item id column (found by its usual
+      names, or `item_column`) and attribute columns (`attribute_columns`, or every other column but titles, other
+      item ids, and columns that cannot be shared attributes: objects, or values almost every item has to itself, such
+      as descriptions and links; a warning names those left out); a cell holds one value, a list (nested lists are
+      flattened) or values joined by `separator`; an empty cell is no value;
+    - S3Rec's `*_item2attributes.json`, or any `.json` object `{item: [attributes]}`;
     - MovieLens' `u.item` (19 genre flags) or `movies.dat` (`id::title::Genre|Genre`).
 
     An item listed twice, an empty attribute or a malformed line or cell is a `ValueError` naming the file, the line
@@ -145,16 +167,22 @@ def _table(path: Path, format: str, item_column: str | None, attribute_columns: 
     for name in [item_column, *(attribute_columns or [])]:
         if name not in names:
             raise ValueError(f"{path}: no column {name!r}; the columns are {names}")
-    if attribute_columns is None:
+    found = attribute_columns is None
+    if found:
         # Titles and other ids of the item (ML-1M's items.tsv has item_id and movie_id) say nothing items share.
         not_attributes = {_normalised(c) for c in COLUMN_NAMES["title_column"] + COLUMN_NAMES["item_column"]}
         attribute_columns = [name for name in names if name != item_column and _normalised(name) not in not_attributes]
     if not attribute_columns:
         raise ValueError(f"{path}: no attribute column besides {item_column!r} (the columns are {names})")
-    first_line = 1 if format == "parquet" else 2  # a text table's header is line 1
+    first_line = 2 if format in ("csv", "tsv") else 1  # a CSV's header is line 1; JSON lines have none
     row_name = "row" if format == "parquet" else "line"
     items = table[item_column].to_pylist()
     columns = {name: table[name].to_pylist() for name in attribute_columns}
+    if found:
+        columns = _shared_attribute_columns(path, columns, separator)
+        if not columns:
+            raise ValueError(f"{path}: no column besides {item_column!r} holds attributes items share (the columns are "
+                             f"{names}); name them with --item_features_columns (bert4rec add-items: --columns)")
     attributes = {}
     for row, item in enumerate(items):
         where = f"{path}, {row_name} {row + first_line}"
@@ -162,15 +190,52 @@ def _table(path: Path, format: str, item_column: str | None, attribute_columns: 
             raise ValueError(f"{where}: empty item id")
         values = []
         for name, cells in columns.items():
-            cell = cells[row]
-            if cell is None:
-                continue
-            if isinstance(cell, list):
-                parts = [str(part) if part is not None else "" for part in cell]
-            elif isinstance(cell, (str, int, float, bool)):
-                parts = str(cell).split(separator) if isinstance(cell, str) else [str(cell)]
-            else:
-                raise ValueError(f"{where}: column {name!r} holds {cell!r}, not a value or a list of values")
+            parts = _cell_values(cells[row], separator)
+            if parts is None:
+                raise ValueError(f"{where}: column {name!r} holds {cells[row]!r}, not a value or a list of values")
             values += [f"{name}={part.strip()}" for part in parts]
         _add(attributes, where, item, values)
     return attributes
+
+
+def _cell_values(cell, separator: str) -> list[str] | None:
+    """A cell's values: none for an empty cell, a list's (nested lists flattened), or a text split by `separator`;
+    None where the cell is neither a value nor a list of values (an object)."""
+    if cell is None:
+        return []
+    if isinstance(cell, str):
+        return cell.split(separator)
+    if isinstance(cell, (int, float, bool)):
+        return [str(cell)]
+    if isinstance(cell, list):
+        values = []
+        for part in cell:
+            inner = _cell_values(part, separator) if isinstance(part, list) else (
+                [""] if part is None else [str(part)] if isinstance(part, (str, int, float, bool)) else None)
+            if inner is None:
+                return None
+            values += inner
+        return values
+    return None
+
+
+def _shared_attribute_columns(path: Path, columns: dict[str, list], separator: str) -> dict[str, list]:
+    """The columns found by themselves that can hold shared attributes: not objects, nor values that almost every item
+    has to itself (`UNIQUE_SHARE_LEFT_OUT`); a warning names the others."""
+    kept, left_out = {}, []
+    for name, cells in columns.items():
+        per_item = [_cell_values(cell, separator) for cell in cells]
+        if any(values is None for values in per_item):
+            left_out.append(f"{name!r} (objects, not values)")
+            continue
+        per_item = [{value.strip() for value in values} for values in per_item if values]
+        counts = Counter(value for values in per_item for value in values)
+        alone = sum(all(counts[value] == 1 for value in values) for values in per_item)
+        if len(per_item) >= UNIQUE_MIN_ITEMS and alone >= UNIQUE_SHARE_LEFT_OUT * len(per_item):
+            left_out.append(f"{name!r} ({alone:,} of {len(per_item):,} items share none of its values)")
+            continue
+        kept[name] = cells
+    if left_out:
+        logger.warning("%s: not read as attributes: %s; name the columns to read with --item_features_columns "
+                       "(bert4rec add-items: --columns)", path, ", ".join(left_out))
+    return kept
