@@ -90,10 +90,9 @@ def test_split(log: dict[int, list[int]], users: list[int], leave_out: set[int] 
     return datasets.Dataset.from_dict({"user_id": users, "item_ids": histories, "target": [log[u][-1] for u in users]})
 
 
-def attribute_popularity_ranks(log, users, attributes: dict[str, list[str]], cold: set[int],
-                               candidates: str, among_cold: bool = False) -> np.ndarray:
-    """Each target's 0-based rank under an attribute-popularity baseline, `candidates` "target" or "history" (see the
-    module's docstring); among the cold items alone where `among_cold`."""
+def attribute_popularity_scores(log, users, attributes: dict[str, list[str]], cold: set[int], candidates: str):
+    """Each user's scores over the log's items (in id order; its history at -inf) under an attribute-popularity
+    baseline, `candidates` "target" or "history" (see the module's docstring), one user at a time."""
     counts = Counter(item for sequence in log.values() for item in sequence[:-1] if item not in cold)  # no test target
     items = sorted({i for sequence in log.values() for i in sequence})
     position = {item: p for p, item in enumerate(items)}
@@ -107,7 +106,6 @@ def attribute_popularity_ranks(log, users, attributes: dict[str, list[str]], col
     mean_warm_count = (carries[warm].T @ count[warm]) / np.maximum(carries[warm].sum(0), 1)  # per attribute
     imputed = (carries @ mean_warm_count) / np.maximum(carries.sum(1), 1)
     popularity = np.where(warm, count, imputed)
-    ranks = []
     for user in users:
         *history, target = log[user]
         if candidates == "target":
@@ -116,9 +114,20 @@ def attribute_popularity_ranks(log, users, attributes: dict[str, list[str]], col
             profile = carries[[position[i] for i in history]].sum(0)
             score = carries @ profile + popularity / (popularity.max() + 1)
         score[[position[i] for i in history]] = -np.inf
+        yield score
+
+
+def attribute_popularity_ranks(log, users, attributes: dict[str, list[str]], cold: set[int],
+                               candidates: str, among_cold: bool = False) -> np.ndarray:
+    """Each target's 0-based rank under an attribute-popularity baseline (`attribute_popularity_scores`); among the
+    cold items alone where `among_cold`."""
+    items = sorted({i for sequence in log.values() for i in sequence})
+    position, warm = {item: p for p, item in enumerate(items)}, np.array([item not in cold for item in items])
+    ranks = []
+    for user, score in zip(users, attribute_popularity_scores(log, users, attributes, cold, candidates)):
         if among_cold:
             score[warm] = -np.inf
-        ranks.append(int((score > score[position[target]]).sum()))
+        ranks.append(int((score > score[position[log[user][-1]]]).sum()))
     return np.array(ranks)
 
 

@@ -15,8 +15,11 @@ Scorers of a cold item, for each history (the warm items' scores are the model's
 - `siblings-max`: its best sibling's score.
 
 For each scorer and boost: full-ranking NDCG@10 (history excluded, leave-one-out) on the test targets that are cold
-items and on those that are not, and the warm NDCG@10 as a share of the reference (the cold items at the learned row,
-no boost). Last line per scorer: the best cold NDCG@10 with the warm within 3% of that.
+items and on those that are not, the warm NDCG@10 as a share of the reference (the cold items at the learned row,
+no boost), and the exposure: how many cold items a user's top 10 holds, on average over every test user. Last lines per
+scorer: the best cold NDCG@10 with the warm within 3% of the reference, and the cold NDCG@10 at the exposure that
+`bench/cold_start.py`'s attribute-popularity baseline (history's attributes) gives the cold items: at equal exposure,
+which ranks the new items better.
 """
 
 import argparse
@@ -29,7 +32,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 import bert4rec_hf  # noqa: F401  (registers the model with the Auto classes)
 from bert4rec_hf.data import load_item_attributes
 from bert4rec_hf.evaluation import ndcg_gains
-from cold_start import cold_items, read_log
+from cold_start import attribute_popularity_scores, cold_items, read_log
 from common import SHARED_DATA
 
 SCORERS = ("learned", "siblings-mean", "siblings-logmeanexp", "siblings-max")
@@ -81,13 +84,30 @@ def history_scores(model, tokenizer, log, users):
     return torch.cat(scores), histories, torch.tensor(targets)
 
 
-def ndcg10(scores, histories, targets, new_scores, boost, first_new) -> float:
+def ndcg10(scores, histories, targets, new_scores, boost, first_new) -> tuple[float, torch.Tensor]:
+    """NDCG@10 with the new items at `new_scores + boost`, and how many new items each user's top 10 holds."""
     scores = scores.clone()
+    scores[:, :2] = -torch.inf  # [PAD], [MASK]
     scores[:, first_new:] = new_scores + boost
     target_scores = scores.gather(1, targets[:, None])
     for row, history in enumerate(histories):
         scores[row, history] = -torch.inf
-    return ndcg_gains((scores > target_scores).sum(1).double(), 10).mean().item()
+    new_in_top10 = (scores.topk(10, dim=1).indices >= first_new).sum(1)
+    return ndcg_gains((scores > target_scores).sum(1).double(), 10).mean().item(), new_in_top10
+
+
+def baseline_exposure(log, users, attributes, cold) -> tuple[float, float, float]:
+    """The history's-attributes baseline of `bench/cold_start.py`: cold items per top 10 over `users`, and its NDCG@10
+    on their cold and warm targets."""
+    items = np.array(sorted({i for sequence in log.values() for i in sequence}))
+    is_cold, position = np.isin(items, sorted(cold)), {item: p for p, item in enumerate(items)}
+    in_top10, ranks, cold_target = [], [], []
+    for user, score in zip(users, attribute_popularity_scores(log, users, attributes, cold, "history")):
+        in_top10.append(is_cold[np.argpartition(-score, 10)[:10]].sum())
+        ranks.append((score > score[position[log[user][-1]]]).sum())
+        cold_target.append(log[user][-1] in cold)
+    gains, cold_target = ndcg_gains(torch.tensor(ranks).double(), 10), torch.tensor(cold_target)
+    return float(np.mean(in_top10)), gains[cold_target].mean().item(), gains[~cold_target].mean().item()
 
 
 def main():
@@ -120,20 +140,29 @@ def main():
         splits[name] = history_scores(model, tokenizer, log, users)
         learned_scores[name] = history_scores(learned, tokenizer, log, users)[0]
     # The warm targets' NDCG@10 with the cold items at the learned row, unboosted: the reference of the 3%.
-    reference = ndcg10(*splits["warm"], learned_scores["warm"][:, first_new:], 0.0, first_new)
+    reference = ndcg10(*splits["warm"], learned_scores["warm"][:, first_new:], 0.0, first_new)[0]
+    exposure, baseline_cold, baseline_warm = baseline_exposure(log, sorted(log), attributes, set(cold))
+    print(f"attribute popularity (history's attributes): {exposure:.2f} cold items per top 10; test NDCG@10 cold "
+          f"{baseline_cold:.4f}, warm {baseline_warm:.4f}", flush=True)
     for scorer in SCORERS:
         new = {name: new_item_scores(scorer, scores, learned_scores[name], weights, first_item, first_new)
                for name, (scores, _, _) in splits.items()}
         rows = []
         for boost in args.boosts:
-            ndcg = {name: ndcg10(*splits[name], new[name], boost, first_new) for name in splits}
-            rows.append((boost, ndcg["cold"], ndcg["warm"]))
-        for boost, cold_ndcg, warm_ndcg in rows:
+            (cold_ndcg, cold_top), (warm_ndcg, warm_top) = (ndcg10(*splits[name], new[name], boost, first_new)
+                                                            for name in ("cold", "warm"))
+            rows.append((boost, cold_ndcg, warm_ndcg, torch.cat([cold_top, warm_top]).double().mean().item()))
+        for boost, cold_ndcg, warm_ndcg, top in rows:
             print(f"{scorer} boost {boost:g}: test NDCG@10 cold {cold_ndcg:.4f}, warm {warm_ndcg:.4f} "
-                  f"({warm_ndcg / reference:.3f} of the reference)", flush=True)
+                  f"({warm_ndcg / reference:.3f} of the reference); {top:.2f} cold items per top 10", flush=True)
         within = [row for row in rows if row[2] >= 0.97 * reference]
-        boost, cold_ndcg, warm_ndcg = max(within, key=lambda row: row[1]) if within else (None, 0.0, 0.0)
+        boost, cold_ndcg, warm_ndcg, _ = max(within, key=lambda row: row[1]) if within else (None, 0.0, 0.0, 0.0)
         print(f"{scorer}: best_cold_ndcg10_warm_within_3pct={cold_ndcg:.4f} boost={boost} warm_ndcg10={warm_ndcg:.4f}")
+        # The first boost whose exposure reaches the baseline's.
+        boost, cold_ndcg, warm_ndcg, top = next((row for row in rows if row[3] >= exposure), (None, 0.0, 0.0, 0.0))
+        print(f"{scorer}: at_baseline_exposure cold_ndcg10={cold_ndcg:.4f} ({cold_ndcg / baseline_cold:.2f} x the "
+              f"baseline's) boost={boost} cold_per_top10={top:.2f} warm_ndcg10={warm_ndcg:.4f} "
+              f"({warm_ndcg / reference:.3f} of the reference)")
 
 
 if __name__ == "__main__":
