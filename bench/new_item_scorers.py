@@ -19,7 +19,7 @@ items and on those that are not, the warm NDCG@10 as a share of the reference (t
 no boost), and the exposure: how many cold items a user's top 10 holds, on average over every test user. Last lines per
 scorer: the best cold NDCG@10 with the warm within 3% of the reference, and the cold NDCG@10 at the exposure that
 `bench/cold_start.py`'s attribute-popularity baseline (history's attributes) gives the cold items: at equal exposure,
-which ranks the new items better.
+which ranks the new items better (read off linearly between the two boosts that bracket it).
 """
 
 import argparse
@@ -158,11 +158,17 @@ def main():
         within = [row for row in rows if row[2] >= 0.97 * reference]
         boost, cold_ndcg, warm_ndcg, _ = max(within, key=lambda row: row[1]) if within else (None, 0.0, 0.0, 0.0)
         print(f"{scorer}: best_cold_ndcg10_warm_within_3pct={cold_ndcg:.4f} boost={boost} warm_ndcg10={warm_ndcg:.4f}")
-        # The first boost whose exposure reaches the baseline's.
-        boost, cold_ndcg, warm_ndcg, top = next((row for row in rows if row[3] >= exposure), (None, 0.0, 0.0, 0.0))
+        # Read off between the two boosts whose exposures bracket the baseline's (exposure grows with the boost).
+        above = next((k for k, row in enumerate(rows) if row[3] >= exposure), None)
+        if above is None or above == 0:
+            print(f"{scorer}: the boosts swept do not bracket the baseline's exposure")
+            continue
+        (low_boost, *low), (high_boost, *high) = rows[above - 1], rows[above]
+        share = (exposure - low[2]) / (high[2] - low[2])
+        cold_ndcg, warm_ndcg = (lo + share * (hi - lo) for lo, hi in zip(low[:2], high[:2]))
         print(f"{scorer}: at_baseline_exposure cold_ndcg10={cold_ndcg:.4f} ({cold_ndcg / baseline_cold:.2f} x the "
-              f"baseline's) boost={boost} cold_per_top10={top:.2f} warm_ndcg10={warm_ndcg:.4f} "
-              f"({warm_ndcg / reference:.3f} of the reference)")
+              f"baseline's) warm_ndcg10={warm_ndcg:.4f} ({warm_ndcg / reference:.3f} of the reference), between boosts "
+              f"{low_boost:g} and {high_boost:g}")
 
 
 if __name__ == "__main__":
