@@ -31,7 +31,7 @@ from bert4rec_hf.evaluation import PopularityRecommender, evaluate_next_item
 from bert4rec_hf.hub import push_model
 from bert4rec_hf.training import (DataStatistics, TrainingArgumentParser, candidate_recipes, choose_exclude_seen,
                                   load_user_sequences, prepare_training_data, race, read_item_attributes, refit,
-                                  save_run, should_refit, source_of, summary)
+                                  save_run, should_refit, source_of, summary, validation_share)
 
 
 def build_accelerator(args) -> Accelerator:
@@ -93,7 +93,7 @@ def main(argv=None):
     exclude_seen, kept = choose_exclude_seen(best, data, results, **evaluation)
     results.update(kept)
     final, refit_seconds = best, 0.0
-    if should_refit(run):
+    if should_refit(run, validation_share(data)):
         refitted = refit(run, accelerator, data)
         final, refit_seconds = refitted.final_model(), refitted.state.train_seconds
         results.update(refit_epochs=run.state.best_epoch, refit_runtime_s=round(refit_seconds, 1))

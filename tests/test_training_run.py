@@ -10,8 +10,10 @@ from bert4rec_hf import Bert4RecForCausalLM, Bert4RecForMaskedLM
 from bert4rec_hf.evaluation import evaluate_next_item
 from bert4rec_hf.training import (DataArguments, DataStatistics, Pause, Recipe, RunArguments, TrainingRun,
                                   candidate_recipes, choose_exclude_seen, prepare_training_data, race,
-                                  recipe_candidates, refit, should_refit, training_examples)
+                                  recipe_candidates, refit, should_refit, training_examples,
+                                  validation_share)
 from bert4rec_hf.training.recipes import write_recipe
+from bert4rec_hf.training.selection import REFIT_MIN_VALIDATION_SHARE
 
 from conftest import BUNDLED_BEAUTY
 
@@ -101,19 +103,26 @@ def test_a_refit_by_default_only_where_the_time_budget_has_room_for_it(tmp_path,
     recipe = Recipe(**{**SMALL, "max_train_time": 600, "num_train_epochs": 3})
     run = TrainingRun(recipe, arguments(tmp_path), accelerator, data.tokenizer,
                       training_examples(recipe, data.train_sequences), tmp_path, data.validation).fit()
-    assert run.state.epoch == 3 and recipe.refit is None  # the default: decided by the budget
-    assert should_refit(run)
+    assert run.state.epoch == 3 and recipe.refit is None  # the default: decided by the budget and the data
+    # What a refit adds: one validation item per validation user, over the items trained on.
+    validation_users = len(data.splits["validation"])
+    share = validation_share(data)
+    assert share == pytest.approx(validation_users / sum(map(len, data.train_sequences)))
+    assert share > REFIT_MIN_VALIDATION_SHARE  # short histories: the validation items are a real share
+    assert should_refit(run, share)
+    # Long histories, where they would add under 1% (ML-100K's 0.5%): the weights validation chose are kept.
+    assert not should_refit(run, REFIT_MIN_VALIDATION_SHARE / 2)
     # The time left shorter than the best epoch count takes at the run's pace: no refit.
     run.max_seconds = run.clock.seconds() * (1 + 0.5 * run.state.best_epoch / run.state.epoch) - 1e-3
-    assert not should_refit(run)
+    assert not should_refit(run, share)
     # A budget in steps or epochs has no time left to speak of.
     run.max_seconds = None
-    assert not should_refit(run)
-    # `--refit` and `--no_refit` decide whatever the budget.
+    assert not should_refit(run, share)
+    # `--refit` and `--no_refit` decide whatever the budget and the data.
     run.recipe = recipe.with_overrides(refit=True)
-    assert should_refit(run)
+    assert should_refit(run, REFIT_MIN_VALIDATION_SHARE / 2)
     run.recipe, run.max_seconds = recipe.with_overrides(refit=False), 600
-    assert not should_refit(run)
+    assert not should_refit(run, share)
 
 
 def test_items_already_seen_are_left_out_unless_validation_scores_them_higher(tmp_path, accelerator, data,

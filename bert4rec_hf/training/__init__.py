@@ -9,7 +9,7 @@ from .outputs import save_run, summary
 from .recipes import (BUILT_IN_DATA_SETS, OBJECTIVES, RECIPE_FIELDS, DataStatistics, Recipe, read_recipe,
                       recipe_candidates)
 from .run import Pause, TrainingRun, build_loader, build_model, model_class, training_examples
-from .selection import candidate_recipes, choose_exclude_seen, race, refit, should_refit
+from .selection import candidate_recipes, choose_exclude_seen, race, refit, should_refit, validation_share
 
 
 __all__ = [
@@ -43,4 +43,5 @@ __all__ = [
     "source_of",
     "summary",
     "training_examples",
+    "validation_share",
 ]
