@@ -8,12 +8,11 @@ from accelerate import Accelerator
 
 from bert4rec_hf import Bert4RecForCausalLM, Bert4RecForMaskedLM
 from bert4rec_hf.evaluation import evaluate_next_item
-from bert4rec_hf.training import (DataArguments, DataStatistics, Pause, Recipe, RunArguments, TrainingRun,
-                                  candidate_recipes, choose_exclude_seen, prepare_training_data, race,
-                                  recipe_candidates, refit, should_refit, training_examples,
-                                  validation_share)
+from bert4rec_hf.training import (REFIT_MIN_VALIDATION_SHARE, DataArguments, DataStatistics, Pause, Recipe,
+                                  RunArguments, TrainingRun, candidate_recipes, choose_exclude_seen,
+                                  prepare_training_data, race, recipe_candidates, refit, should_refit,
+                                  training_examples, validation_share)
 from bert4rec_hf.training.recipes import write_recipe
-from bert4rec_hf.training.selection import REFIT_MIN_VALIDATION_SHARE
 
 from conftest import BUNDLED_BEAUTY
 

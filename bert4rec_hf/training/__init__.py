@@ -9,7 +9,8 @@ from .outputs import save_run, summary
 from .recipes import (BUILT_IN_DATA_SETS, OBJECTIVES, RECIPE_FIELDS, DataStatistics, Recipe, read_recipe,
                       recipe_candidates)
 from .run import Pause, TrainingRun, build_loader, build_model, model_class, training_examples
-from .selection import candidate_recipes, choose_exclude_seen, race, refit, should_refit, validation_share
+from .selection import (REFIT_MIN_VALIDATION_SHARE, candidate_recipes, choose_exclude_seen, race, refit, should_refit,
+                        validation_share)
 
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "OBJECTIVES",
     "Pause",
     "RECIPE_FIELDS",
+    "REFIT_MIN_VALIDATION_SHARE",
     "Recipe",
     "RecipeArguments",
     "RunArguments",
