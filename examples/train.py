@@ -29,10 +29,9 @@ from transformers.utils import logging as transformers_logging
 from bert4rec_hf.cli import exit_on_bad_input
 from bert4rec_hf.evaluation import PopularityRecommender, evaluate_next_item
 from bert4rec_hf.hub import push_model
-from bert4rec_hf.training import (REFIT_MIN_VALIDATION_SHARE, DataStatistics, TrainingArgumentParser, candidate_recipes,
-                                  choose_exclude_seen, load_user_sequences, prepare_training_data, race,
-                                  read_item_attributes, refit, save_run, should_refit, source_of, summary,
-                                  validation_share)
+from bert4rec_hf.training import (DataStatistics, TrainingArgumentParser, candidate_recipes, choose_exclude_seen,
+                                  load_user_sequences, prepare_training_data, race, read_item_attributes, refit,
+                                  save_run, should_refit, source_of, summary, validation_share)
 
 
 def build_accelerator(args) -> Accelerator:
@@ -94,14 +93,10 @@ def main(argv=None):
     exclude_seen, kept = choose_exclude_seen(best, data, results, **evaluation)
     results.update(kept)
     final, refit_seconds = best, 0.0
-    share = validation_share(data)
-    if should_refit(run, share):
+    if should_refit(run, validation_share(data), accelerator.print):
         refitted = refit(run, accelerator, data)
         final, refit_seconds = refitted.final_model(), refitted.state.train_seconds
         results.update(refit_epochs=run.state.best_epoch, refit_runtime_s=round(refit_seconds, 1))
-    elif run.recipe.refit is None and share < REFIT_MIN_VALIDATION_SHARE:
-        accelerator.print(f"no refit: the validation items would add {share:.1%} to the items trained on (under "
-                          f"{REFIT_MIN_VALIDATION_SHARE:.0%}); the weights validation chose are kept")
     if args.evaluate_test:
         results.update(evaluate_next_item(final, data.tokenizer, test, popularity=data.popularity, prefix="test_",
                                           **evaluation))

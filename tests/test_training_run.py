@@ -110,7 +110,10 @@ def test_a_refit_by_default_only_where_the_time_budget_has_room_for_it(tmp_path,
     assert share > REFIT_MIN_VALIDATION_SHARE  # short histories: the validation items are a real share
     assert should_refit(run, share)
     # Long histories, where they would add under 1% (ML-100K's 0.5%): the weights validation chose are kept.
-    assert not should_refit(run, REFIT_MIN_VALIDATION_SHARE / 2)
+    said = []
+    assert not should_refit(run, REFIT_MIN_VALIDATION_SHARE / 2, said.append)
+    assert said == ["no refit: the validation items would add 0.5% to the items trained on (under 1%); the weights "
+                    "validation chose are kept"]
     # The time left shorter than the best epoch count takes at the run's pace: no refit.
     run.max_seconds = run.clock.seconds() * (1 + 0.5 * run.state.best_epoch / run.state.epoch) - 1e-3
     assert not should_refit(run, share)

@@ -209,12 +209,18 @@ def _cell_values(cell, separator: str) -> list[str] | None:
         return [str(cell)]
     if isinstance(cell, list):
         values = []
-        for part in cell:
-            inner = _cell_values(part, separator) if isinstance(part, list) else (
-                [""] if part is None else [str(part)] if isinstance(part, (str, int, float, bool)) else None)
-            if inner is None:
+        for part in cell:  # a list's texts are values as they are, not split
+            if part is None:
+                values.append("")
+            elif isinstance(part, list):
+                inner = _cell_values(part, separator)
+                if inner is None:
+                    return None
+                values += inner
+            elif isinstance(part, (str, int, float, bool)):
+                values.append(str(part))
+            else:
                 return None
-            values += inner
         return values
     return None
 

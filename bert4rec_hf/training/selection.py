@@ -152,11 +152,10 @@ REFIT_MIN_VALIDATION_SHARE = 0.01
 def validation_share(data: TrainingData) -> float:
     """The validation items a refit adds, as a share of the items the selection run trained on."""
     trained = sum(len(sequence) for sequence in data.train_sequences)
-    added = sum(len(sequence) for sequence in data.splits["test"]["item_ids"]) - trained
-    return added / max(trained, 1)
+    return data.splits["validation"].num_rows / max(trained, 1)  # one item per validation user
 
 
-def should_refit(run: TrainingRun, validation_share: float) -> bool:
+def should_refit(run: TrainingRun, validation_share: float, print_line=None) -> bool:
     """
     Whether the chosen recipe trains again with the validation items (`refit`): as its `Recipe.refit` says, and where
     that is None (the default), when the validation items add at least `REFIT_MIN_VALIDATION_SHARE` of the items
@@ -164,13 +163,17 @@ def should_refit(run: TrainingRun, validation_share: float) -> bool:
     epoch schedule or early stopping, and its best epoch count, at the pace of its own epochs (validation included,
     which the refit skips), takes no longer than the time left. A budget in steps or epochs has no time left to speak
     of: no refit. Where a run ends early, the held-out validation items are the newest data it has not trained on:
-    BERT4Rec's Beauty gained 7% on test from them (docs/experiments.md).
+    BERT4Rec's Beauty gained 7% on test from them (docs/experiments.md). `print_line` is told when the share alone
+    rules a refit out.
     """
     if run.recipe.refit is not None:
         return run.recipe.refit
     if run.max_seconds is None or run.state.epoch < 1 or run.state.best_epoch < 1:
         return False
     if validation_share < REFIT_MIN_VALIDATION_SHARE:
+        if print_line is not None:
+            print_line(f"no refit: the validation items would add {validation_share:.1%} to the items trained on "
+                       f"(under {REFIT_MIN_VALIDATION_SHARE:.0%}); the weights validation chose are kept")
         return False
     seconds_per_epoch = run.clock.seconds() / run.state.epoch
     return seconds_per_epoch * run.state.best_epoch <= run.max_seconds - run.clock.seconds()
