@@ -178,8 +178,9 @@ def _table(path: Path, format: str, item_column: str | None, attribute_columns: 
     row_name = "row" if format == "parquet" else "line"
     items = table[item_column].to_pylist()
     columns = {name: table[name].to_pylist() for name in attribute_columns}
+    parsed = {name: [_cell_values(cell, separator) for cell in cells] for name, cells in columns.items()}
     if found:
-        columns = _shared_attribute_columns(path, columns, separator)
+        columns = _shared_attribute_columns(path, columns, parsed)
         if not columns:
             raise ValueError(f"{path}: no column besides {item_column!r} holds attributes items share (the columns are "
                              f"{names}); name them with --item_features_columns (bert4rec add-items: --columns)")
@@ -190,7 +191,7 @@ def _table(path: Path, format: str, item_column: str | None, attribute_columns: 
             raise ValueError(f"{where}: empty item id")
         values = []
         for name, cells in columns.items():
-            parts = _cell_values(cells[row], separator)
+            parts = parsed[name][row]
             if parts is None:
                 raise ValueError(f"{where}: column {name!r} holds {cells[row]!r}, not a value or a list of values")
             values += [f"{name}={part.strip()}" for part in parts]
@@ -225,12 +226,12 @@ def _cell_values(cell, separator: str) -> list[str] | None:
     return None
 
 
-def _shared_attribute_columns(path: Path, columns: dict[str, list], separator: str) -> dict[str, list]:
+def _shared_attribute_columns(path: Path, columns: dict[str, list], parsed: dict[str, list]) -> dict[str, list]:
     """The columns found by themselves that can hold shared attributes: not objects, nor values that almost every item
-    has to itself (`UNIQUE_SHARE_LEFT_OUT`); a warning names the others."""
+    has to itself (`UNIQUE_SHARE_LEFT_OUT`); a warning names the others. `parsed`: each column's `_cell_values`."""
     kept, left_out = {}, []
     for name, cells in columns.items():
-        per_item = [_cell_values(cell, separator) for cell in cells]
+        per_item = parsed[name]
         if any(values is None for values in per_item):
             left_out.append(f"{name!r} (objects, not values)")
             continue
