@@ -1,13 +1,15 @@
 """Ranking metrics for next-item prediction under leave-one-out, in the protocols the field uses.
 
-- `full`: the target is ranked against every item of the catalogue, the user's other history items excluded.
+- `full`: the target is ranked against every item of the catalogue as `recommend()` ranks them: with the history
+  excluded (the field's protocol), a target already in the history cannot be recommended and counts as a miss, as a
+  served top-k (and RecTools' `filter_viewed=True`) treats it; with the history kept, its items compete.
 - `pop100`: against 100 negatives sampled by popularity (the BERT4Rec paper's protocol), counted on training
-  interactions; negatives exclude the user's history and target; a fixed seed per user makes them the same on every
-  call, epoch and process.
+  interactions; negatives exclude the user's history and target, and the target is scored whether or not it is in
+  the history (the paper's definition); a fixed seed per user makes them the same on every call, epoch and process.
 - `uni100`: the same with negatives sampled uniformly.
 
 Scores come from `Bert4RecForMaskedLM.next_item_scores`, the code path `recommend` serves. A target's rank is the
-number of candidates scored strictly higher (0 = first).
+number of candidates scored strictly higher (0 = first), `MISSED` (infinity) where it cannot be recommended.
 """
 
 import zlib
@@ -26,6 +28,9 @@ NDCG_CUTOFFS = (5, 10, 20)
 PROTOCOLS = ("full", "pop100", "uni100")
 # The same metrics as an `evaluate` module: `evaluate.load(NEXT_ITEM_RANKING_METRIC)`.
 NEXT_ITEM_RANKING_METRIC = str(Path(__file__).resolve().parent / "metrics" / "next_item_ranking")
+# The rank of a target that the ranking cannot return (already in the history, which is excluded): no hit at any
+# cutoff, a reciprocal rank of 0.
+MISSED = float("inf")
 
 
 def metrics_from_ranks(ranks, prefix: str = "") -> dict[str, float]:
@@ -123,18 +128,26 @@ def sample_negatives(
 def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[str, torch.Tensor] | None = None,
                      exclude_seen: bool = True):
     """
-    The rank of each target under each protocol: `{"full": (B,), "pop100": (B,), ...}`. `negatives` maps a sampled
-    protocol's name to its `(B, 100)` negative token ids.
+    The rank of each target under each protocol, as float64: `{"full": (B,), "pop100": (B,), ...}`. `negatives` maps
+    a sampled protocol's name to its `(B, 100)` negative token ids. Under `exclude_seen`, a target among `input_ids`
+    (a repeat) is `MISSED` in the full ranking, where `recommend()` could never return it.
     """
     scores = model.next_item_scores(input_ids, attention_mask=attention_mask, exclude_seen=False)
-    target_scores = scores.gather(1, targets[:, None])  # (B, 1), read before the history is excluded
+    target_scores = scores.gather(1, targets[:, None])  # (B, 1)
     ranks = {}
-    for name, negative_ids in (negatives or {}).items():
-        ranks[name] = (scores.gather(1, negative_ids) > target_scores).sum(dim=1)
+    for name, negative_ids in (negatives or {}).items():  # the paper's: a repeat target is scored as it is
+        ranks[name] = (scores.gather(1, negative_ids) > target_scores).sum(dim=1).double()
     if exclude_seen:  # the field's protocol; without, a target already in the history can be hit
         scores.scatter_(1, input_ids, torch.finfo(scores.dtype).min)
-    ranks["full"] = (scores > target_scores).sum(dim=1)
+    ranks["full"] = (scores > target_scores).sum(dim=1).double()
+    if exclude_seen:
+        ranks["full"][is_repeat(input_ids, targets)] = MISSED
     return ranks
+
+
+def is_repeat(input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`(B,)` booleans: whether each target is among its sequence's token ids (the history as the model reads it)."""
+    return (input_ids == targets[:, None]).any(dim=1)
 
 
 def evaluate_next_item(
@@ -163,6 +176,8 @@ def evaluate_next_item(
         # models on a test set of a thousand users is noise unless it is a few times this.
         metrics[f"{prefix}{name}_ndcg@10_se"] = ndcg_standard_error(ranks[name])
     metrics[f"{prefix}users"] = len(ranks[protocols[0]])
+    # The targets already in their history: what excluding the history gives up, and keeping it can win.
+    metrics[f"{prefix}repeat_share"] = ranks["repeats"].double().mean().item()
     return metrics
 
 
@@ -170,8 +185,9 @@ def evaluate_next_item(
 def split_ranks(model, tokenizer, split, popularity: np.ndarray | None = None, protocols: Sequence[str] = PROTOCOLS,
                 batch_size: int = 256, accelerator=None, seed: int = 0, exclude_seen: bool = True) -> dict:
     """
-    Each user's 0-based target rank under each protocol, `{protocol: (users,)}` (see `evaluate_next_item`), the users
-    in an order that depends only on the split: two models' ranks of one split line up user by user.
+    Each user's 0-based target rank under each protocol, `{protocol: (users,)}` (see `evaluate_next_item`), and
+    `"repeats"`, whether each user's target is in its history as read; the users in an order that depends only on the
+    split: two models' ranks of one split line up user by user.
     """
     from torch.utils.data import DataLoader
 
@@ -202,15 +218,17 @@ def split_ranks(model, tokenizer, split, popularity: np.ndarray | None = None, p
         loader = accelerator.prepare(loader)
     was_training = model.training
     model.eval()
-    collected: dict[str, list[torch.Tensor]] = {name: [] for name in protocols}
+    kept = (*protocols, "repeats")
+    collected: dict[str, list[torch.Tensor]] = {name: [] for name in kept}
     for batch in loader:
         negatives = {name: batch[name] for name in protocols if name != "full"}
         ranks = ranks_of_targets(model, batch["input_ids"], batch["attention_mask"], batch["targets"], negatives,
                                  exclude_seen)
-        ranks = {name: ranks[name] for name in protocols}
+        ranks["repeats"] = is_repeat(batch["input_ids"], batch["targets"])
+        ranks = {name: ranks[name] for name in kept}
         if accelerator is not None:
             ranks = accelerator.gather_for_metrics(ranks)
-        for name in protocols:
+        for name in kept:
             collected[name].append(ranks[name].cpu())
     model.train(was_training)
-    return {name: torch.cat(collected[name]) for name in protocols}
+    return {name: torch.cat(collected[name]) for name in kept}

@@ -7,9 +7,16 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 PROTOCOL_NAMES = {
     "full": "leave-one-out, full ranking, seen items excluded",
+    "history_kept_full": "leave-one-out, full ranking, seen items kept",
     "pop100": "leave-one-out, 100 popularity-sampled negatives",
     "uni100": "leave-one-out, 100 uniformly sampled negatives",
 }
+
+
+def protocol_and_metric(name: str) -> tuple[str, str]:
+    """`test_history_kept_full_ndcg@10` -> `("history_kept_full", "ndcg@10")`: a result's protocol and metric."""
+    protocol, _, metric = name.split("_", 1)[-1].rpartition("_")
+    return protocol, metric
 
 # A link to model_cards/bert4rec.md, so that an installed package carries the template too.
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "bert4rec.md"
@@ -25,10 +32,12 @@ def render_model_card(
     hyperparameters: dict,
     example_history: list,
     max_length: int,
+    history_rule: str = "",
 ) -> ModelCard:
     """
     The card of a trained model; `metrics` (`test_<protocol>_<metric>` -> value) become `model-index` eval results
-    the Hub shows, each named with its protocol.
+    the Hub shows, each named with its protocol. `history_rule`: a sentence on what the model does with the items
+    already in a history, and why.
     """
     eval_results = [
         EvalResult(
@@ -38,7 +47,8 @@ def render_model_card(
             dataset_name=dataset_name,
             dataset_split="test",
             metric_type=name,
-            metric_name=f"{name.split('_', 2)[-1].upper()} ({PROTOCOL_NAMES.get(name.split('_')[1], 'leave-one-out')})",
+            metric_name=f"{protocol_and_metric(name)[1].upper()} "
+                        f"({PROTOCOL_NAMES.get(protocol_and_metric(name)[0], 'leave-one-out')})",
             metric_value=round(float(value), 6),
         )
         for name, value in metrics.items()
@@ -64,6 +74,7 @@ def render_model_card(
         hyperparameters=hyperparameters,
         example_history=", ".join(repr(item) for item in example_history),
         max_length=max_length,
+        history_rule=history_rule,
     )
 
 

@@ -4,7 +4,7 @@ it trained with, and the model card."""
 import json
 from pathlib import Path
 
-from ..hub import render_model_card
+from ..hub import PROTOCOL_NAMES, protocol_and_metric, render_model_card
 from .recipes import RECIPE_FIELDS, write_recipe
 
 
@@ -35,7 +35,8 @@ def save_run(directory: Path, model, tokenizer, results: dict, history: list[dic
     (directory / "training_history.json").write_text(json.dumps(history, indent=1) + "\n")
     plot_training_curves(history, directory / "training_curves.png")
     write_recipe(directory / "recipe.json", recipe, statistics, chosen_by)
-    card_metrics = {k: v for k, v in results.items() if k.startswith("test_") and k.split("_", 2)[-1] in
+    card_metrics = {k: v for k, v in results.items() if k.startswith("test_") and
+                    protocol_and_metric(k)[0] in PROTOCOL_NAMES and protocol_and_metric(k)[1] in
                     ("ndcg@10", "hr@10", "mrr")}
     hyperparameters = {name: getattr(recipe, name) for name in RECIPE_FIELDS}
     hyperparameters.update(extra_hyperparameters)
@@ -52,19 +53,40 @@ def save_run(directory: Path, model, tokenizer, results: dict, history: list[dic
     stats = {"users": statistics.users, "items": statistics.items, "interactions": statistics.interactions}
     card = render_model_card(model_name=model_name, repo_id=repo_id, dataset_name=dataset_name, dataset_stats=stats,
                              metrics=card_metrics, hyperparameters=hyperparameters,
-                             example_history=tokenizer.decode([2, 3, 4]), max_length=recipe.max_length)
+                             example_history=tokenizer.decode([2, 3, 4]), max_length=recipe.max_length,
+                             history_rule=history_rule(results))
     card.save(directory / "README.md")
 
 
+def history_rule(results: dict) -> str:
+    """What `recommend()` does with the items already in a history, the validation scores that chose it, and how
+    many test targets are such items."""
+    if "exclude_seen_items" not in results:
+        return ""
+    left_out, kept = results["validation_full_ndcg@10"], results["validation_history_kept_full_ndcg@10"]
+    rule = ("Items already in a history are left out of the recommendations" if results["exclude_seen_items"] else
+            "Items already in a history are recommended again")
+    line = f"{rule} (`exclude_seen_items`; validation NDCG@10 {left_out:.4f} left out, {kept:.4f} kept)."
+    if "test_repeat_share" in results:
+        line += f" {results['test_repeat_share']:.1%} of the test targets are already in their history."
+    return line
+
+
 def summary(directory: Path, results: dict, example_history: list) -> str:
-    """A run's last words: test against popularity, where the model is, and the one line that uses it."""
+    """A run's last words: test as `recommend()` serves, against popularity, where the model is, and how to use it."""
     lines = [f"{results['epochs']} epochs in {results['train_runtime_s']:.0f} s"]
     if "test_full_ndcg@10" in results:
-        ndcg, floor = results["test_full_ndcg@10"], results["test_popularity_full_ndcg@10"]
+        kept = not results.get("exclude_seen_items", True)
+        served = "test_history_kept_full_" if kept else "test_full_"
+        ndcg, floor = results[f"{served}ndcg@10"], results["test_popularity_full_ndcg@10"]
         ratio = f"{ndcg / floor:.1f}x popularity's NDCG@10" if floor > 0 else "popularity scores 0"
-        lines += [f"test, {results['test_users']:,} users (leave-one-out, full ranking, history excluded):",
-                  f"  model       NDCG@10 {ndcg:.4f}  HR@10 {results['test_full_hr@10']:.4f}  ({ratio})",
-                  f"  popularity  NDCG@10 {floor:.4f}  HR@10 {results['test_popularity_full_hr@10']:.4f}"]
+        repeats = f"; {results['test_repeat_share']:.1%} of the targets already in the history" \
+            if results.get("test_repeat_share") else ""
+        lines += [f"test, {results['test_users']:,} users (leave-one-out, full ranking, history "
+                  f"{'kept' if kept else 'excluded'}, as recommend() serves{repeats}):",
+                  f"  model       NDCG@10 {ndcg:.4f}  HR@10 {results[f'{served}hr@10']:.4f}  ({ratio})",
+                  f"  popularity  NDCG@10 {floor:.4f}  HR@10 {results['test_popularity_full_hr@10']:.4f}"
+                  " (history excluded)"]
     example = ",".join(str(item) for item in example_history[-3:])
     lines += [f"saved to {directory}: model, tokenizer, model card (README.md), recipe.json, all_results.json",
               f"use it:  bert4rec recommend --model {directory} --history {example}"]

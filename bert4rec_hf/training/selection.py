@@ -131,15 +131,18 @@ def attributes_gain(with_attributes: TrainingRun, without: TrainingRun, data: Tr
 def choose_exclude_seen(model, data: TrainingData, left_out: dict, **evaluation) -> tuple[bool, dict]:
     """
     Items already in a history: left out (the field's protocol), unless validation says users come back to them.
-    `left_out` holds the model's validation metrics with them left out; returns the choice and the metrics kept.
+    `left_out` holds the model's validation metrics with them left out; returns the choice and the metrics kept. Both
+    are scored as each would be served: left out, a validation target already in the history is a miss.
     """
     kept = evaluate_next_item(model, data.tokenizer, data.splits["validation"], protocols=("full",),
                               exclude_seen=False, prefix="validation_history_kept_", **evaluation)
     kept_ndcg, left_out_ndcg = kept["validation_history_kept_full_ndcg@10"], left_out["validation_full_ndcg@10"]
     exclude_seen = kept_ndcg <= left_out_ndcg
     evaluation["accelerator"].print(f"items already in a history: {'left out' if exclude_seen else 'recommended again'}"
-                                    f" (validation NDCG@10 {left_out_ndcg:.4f} left out, {kept_ndcg:.4f} kept)")
-    return exclude_seen, kept
+                                    f" (validation NDCG@10 {left_out_ndcg:.4f} left out, {kept_ndcg:.4f} kept; "
+                                    f"{left_out['validation_repeat_share']:.1%} of the validation targets are in "
+                                    "their history)")
+    return exclude_seen, {**kept, "exclude_seen_items": exclude_seen}
 
 
 # A refit gives up the weights validation chose for the validation items: worth it where those add this share to the

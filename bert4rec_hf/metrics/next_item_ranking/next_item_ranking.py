@@ -30,7 +30,8 @@ Args (default configuration):
     predictions: for each user, the scores of the candidate items.
     references: for each user, the index of the target among its candidates.
 Args ("ranks" configuration):
-    predictions: for each user, the 0-based rank of its target.
+    predictions: for each user, the 0-based rank of its target (infinity: a target that cannot be recommended, as
+        one already in the history when the history is excluded).
 Returns: a dict with hr@1, hr@5, hr@10, hr@20, ndcg@5, ndcg@10, ndcg@20, mrr and users.
 """
 
@@ -39,7 +40,7 @@ Returns: a dict with hr@1, hr@5, hr@10, hr@20, ndcg@5, ndcg@10, ndcg@20, mrr and
 class NextItemRanking(evaluate.Metric):
     def _info(self):
         if self.config_name == "ranks":
-            features = datasets.Features({"predictions": datasets.Value("int64")})
+            features = datasets.Features({"predictions": datasets.Value("float64")})
         else:
             features = datasets.Features({"predictions": datasets.Sequence(datasets.Value("float32")),
                                           "references": datasets.Value("int64")})
