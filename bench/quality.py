@@ -46,7 +46,8 @@ RESULTS = REPO / "bench/results/quality.json"
 KEPT = ("test_full_ndcg@10", "test_full_ndcg@10_se", "test_full_hr@10", "test_pop100_ndcg@10", "test_pop100_hr@10",
         "test_popularity_full_ndcg@10", "test_history_kept_full_ndcg@10", "validation_full_ndcg@10",
         "validation_popularity_full_ndcg@10", "validation_history_kept_full_ndcg@10", "train_runtime_s", "epochs",
-        "best_epoch", "refit_epochs")
+        "best_epoch", "refit_epochs", "test_history_kept_full_hr@10", "test_history_kept_full_ndcg@10_se",
+        "test_repeat_share", "exclude_seen_items")
 
 
 def output_of(row: str, output_root: Path) -> Path:
