@@ -7,8 +7,9 @@ objective's recipe with `--objective`), and a data file trained as a user's woul
 (the recipe read from the data: candidates of both objectives raced on validation, `recipe.json` says the scores). Run
 each row alone on the machine: the budget is wall-clock time. A run's figures go to `bench/results/quality.json`
 (committed), so the table always holds every row's last run, whichever rows ran this time. Test set, leave-one-out:
-`full` ranks against all items with the user's other items excluded (`history kept`: the same model with them left in),
-`pop100` against 100 popularity-sampled negatives. The validation curve is the best validation NDCG@10 reached by each
+`full` ranks against all items with the user's items excluded, a target already in the history a miss (`history kept`:
+the same model with them left in; the one validation chose, which `recommend()` serves, in bold), `pop100` against 100
+popularity-sampled negatives; `repeats`: the test targets already in their history. The validation curve is the best validation NDCG@10 reached by each
 quarter of the run's training time: still rising at the last quarter means the budget cut it short.
 """
 
@@ -121,9 +122,9 @@ def chosen_cell(record: dict) -> str:
 
 def table(results: dict[str, dict]) -> str:
     lines = [
-        "| data set | recipe (validation NDCG@10 cloze / causal) | popularity | full NDCG@10 | full HR@10 | "
+        "| data set | repeats | recipe (validation NDCG@10 cloze / causal) | popularity | full NDCG@10 | full HR@10 | "
         "history kept NDCG@10 | pop100 NDCG@10 | pop100 HR@10 | training | validation curve (quarters) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, r in results.items():
         race = r.get("race")
@@ -135,10 +136,18 @@ def table(results: dict[str, dict]) -> str:
             refit += f" (race {len(race)} x {r['race_seconds_each'] / 60:.0f} min)"
         training = f"{minutes:.0f} min on {r['machine']}, {r['epochs']} epochs{refit}"
         curve = " / ".join(cell(v, 3) for v in r.get("validation_curve") or [])
-        lines.append(f"| {row} | {chosen} | {cell(r.get('test_popularity_full_ndcg@10'))} | "
-                     f"{cell(r['test_full_ndcg@10'])}{plus_minus(r.get('test_full_ndcg@10_se'))} | "
-                     f"{cell(r['test_full_hr@10'])} | "
-                     f"{cell(r.get('test_history_kept_full_ndcg@10'))} | {cell(r['test_pop100_ndcg@10'])} | "
+        # The rule recommend() serves by default (validation chose it) is the one in bold.
+        kept = r.get("exclude_seen_items") is False
+        excluded_ndcg = f"{cell(r['test_full_ndcg@10'])}{plus_minus(r.get('test_full_ndcg@10_se'))}"
+        kept_ndcg = f"{cell(r.get('test_history_kept_full_ndcg@10'))}" \
+                    f"{plus_minus(r.get('test_history_kept_full_ndcg@10_se'))}"
+        if "exclude_seen_items" in r:
+            kept_ndcg, excluded_ndcg = (f"**{kept_ndcg}**", excluded_ndcg) if kept else \
+                (kept_ndcg, f"**{excluded_ndcg}**")
+        repeats = "" if r.get("test_repeat_share") is None else f"{r['test_repeat_share']:.1%}"
+        lines.append(f"| {row} | {repeats} | {chosen} | {cell(r.get('test_popularity_full_ndcg@10'))} | "
+                     f"{excluded_ndcg} | {cell(r['test_full_hr@10'])} | "
+                     f"{kept_ndcg} | {cell(r['test_pop100_ndcg@10'])} | "
                      f"{cell(r['test_pop100_hr@10'])} | {training} | {curve} |")
     return "\n".join(lines)
 
