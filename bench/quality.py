@@ -73,7 +73,8 @@ def validation_curve(history: list[dict], quarters: int = 4) -> list[float]:
     end = history[-1]["train_seconds"]
     curve = []
     for quarter in range(1, quarters + 1):
-        reached = [h["validation_full_ndcg@10"] for h in history if h["train_seconds"] <= end * quarter / quarters]
+        reached = [h.get("validation_ndcg@10", h["validation_full_ndcg@10"]) for h in history
+                   if h["train_seconds"] <= end * quarter / quarters]
         curve.append(round(max(reached), 4) if reached else None)
     return curve
 

@@ -7,6 +7,7 @@
   interactions; negatives exclude the user's history and target, and the target is scored whether or not it is in
   the history (the paper's definition); a fixed seed per user makes them the same on every call, epoch and process.
 - `uni100`: the same with negatives sampled uniformly.
+- `history_kept_full`: the full ranking with the history's items kept among the candidates.
 
 Scores come from `Bert4RecForMaskedLM.next_item_scores`, the code path `recommend` serves. A target's rank is the
 number of candidates scored strictly higher (0 = first), `MISSED` (infinity) where it cannot be recommended.
@@ -26,6 +27,9 @@ from .recommendation_bert4rec import exclude_from_scores
 CUTOFFS = (1, 5, 10, 20)
 NDCG_CUTOFFS = (5, 10, 20)
 PROTOCOLS = ("full", "pop100", "uni100")
+# The full ranking with the history's items among the candidates, ranked from the same scores as `full`: what
+# `recommend(exclude_seen=False)` serves, for logs where users come back to items.
+HISTORY_KEPT = "history_kept_full"
 # The same metrics as an `evaluate` module: `evaluate.load(NEXT_ITEM_RANKING_METRIC)`.
 NEXT_ITEM_RANKING_METRIC = str(Path(__file__).resolve().parent / "metrics" / "next_item_ranking")
 # The rank of a target that the ranking cannot return (already in the history, which is excluded): no hit at any
@@ -126,17 +130,20 @@ def sample_negatives(
 
 @torch.no_grad()
 def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[str, torch.Tensor] | None = None,
-                     exclude_seen: bool = True):
+                     exclude_seen: bool = True, history_kept: bool = False):
     """
     The rank of each target under each protocol, as float64: `{"full": (B,), "pop100": (B,), ...}`. `negatives` maps
     a sampled protocol's name to its `(B, 100)` negative token ids. Under `exclude_seen`, a target among `input_ids`
-    (a repeat) is `MISSED` in the full ranking, where `recommend()` could never return it.
+    (a repeat) is `MISSED` in the full ranking, where `recommend()` could never return it. `history_kept` adds
+    `HISTORY_KEPT`, the full ranking with the history kept, from the same scores.
     """
     scores = model.next_item_scores(input_ids, attention_mask=attention_mask, exclude_seen=False)
     target_scores = scores.gather(1, targets[:, None])  # (B, 1)
     ranks = {}
     for name, negative_ids in (negatives or {}).items():  # the paper's: a repeat target is scored as it is
         ranks[name] = (scores.gather(1, negative_ids) > target_scores).sum(dim=1).double()
+    if history_kept:
+        ranks[HISTORY_KEPT] = (scores > target_scores).sum(dim=1).double()
     if exclude_seen:  # the field's protocol; without, a target already in the history can be hit
         scores.scatter_(1, input_ids, torch.finfo(scores.dtype).min)
     ranks["full"] = (scores > target_scores).sum(dim=1).double()
@@ -164,9 +171,11 @@ def evaluate_next_item(
 ) -> dict[str, float]:
     """
     Metrics of a leave-one-out split (`item_ids` = history, `target`), under each protocol, as
-    `{prefix}{protocol}_{metric}`, e.g. `test_full_ndcg@10`. With an `accelerate.Accelerator`, users are shared out
-    over the processes and their ranks gathered exactly once each (`gather_for_metrics`). `exclude_seen=False` ranks
-    the full protocol with the history's items among the candidates, for data where users come back to items.
+    `{prefix}{protocol}_{metric}`, e.g. `test_full_ndcg@10`, and `{prefix}repeat_share`, the share of the targets
+    already in their history. With an `accelerate.Accelerator`, users are shared out over the processes and their ranks
+    gathered exactly once each (`gather_for_metrics`). `exclude_seen=False` ranks the full protocol with the history's
+    items among the candidates, for data where users come back to items (as the `HISTORY_KEPT` protocol does beside
+    the others).
     """
     metrics = {}
     ranks = split_ranks(model, tokenizer, split, popularity, protocols, batch_size, accelerator, seed, exclude_seen)
@@ -181,6 +190,16 @@ def evaluate_next_item(
     return metrics
 
 
+def served_ndcg(metrics: dict, prefix: str = "validation_") -> float:
+    """
+    The NDCG@10 of the better rule for the items already in a history, left out (`full`) or kept (`HISTORY_KEPT`,
+    where measured): what `recommend()` would serve once `choose_exclude_seen` has chosen. Training selects epochs and
+    recipes on it, so that a log where users come back to items is not trained for the rule it will not be served by.
+    """
+    left_out = metrics[f"{prefix}full_ndcg@10"]
+    return max(left_out, metrics.get(f"{prefix}{HISTORY_KEPT}_ndcg@10", left_out))
+
+
 @torch.no_grad()
 def split_ranks(model, tokenizer, split, popularity: np.ndarray | None = None, protocols: Sequence[str] = PROTOCOLS,
                 batch_size: int = 256, accelerator=None, seed: int = 0, exclude_seen: bool = True) -> dict:
@@ -191,6 +210,8 @@ def split_ranks(model, tokenizer, split, popularity: np.ndarray | None = None, p
     """
     from torch.utils.data import DataLoader
 
+    if exclude_seen is False and HISTORY_KEPT in protocols:
+        raise ValueError(f"the {HISTORY_KEPT} protocol is the history kept already: leave exclude_seen=True")
     if "pop100" in protocols and popularity is None:
         raise ValueError("the pop100 protocol needs the training items' popularity (item_popularity(...))")
     first_item, vocab_size = model.config.first_item_token_id, tokenizer.vocab_size
@@ -221,9 +242,9 @@ def split_ranks(model, tokenizer, split, popularity: np.ndarray | None = None, p
     kept = (*protocols, "repeats")
     collected: dict[str, list[torch.Tensor]] = {name: [] for name in kept}
     for batch in loader:
-        negatives = {name: batch[name] for name in protocols if name != "full"}
+        negatives = {name: batch[name] for name in protocols if name in ("pop100", "uni100")}
         ranks = ranks_of_targets(model, batch["input_ids"], batch["attention_mask"], batch["targets"], negatives,
-                                 exclude_seen)
+                                 exclude_seen, history_kept=HISTORY_KEPT in protocols)
         ranks["repeats"] = is_repeat(batch["input_ids"], batch["targets"])
         ranks = {name: ranks[name] for name in kept}
         if accelerator is not None:

@@ -242,6 +242,9 @@ def test_a_shuffled_log_trains_in_timestamp_order(tiny_beauty, tmp_path, header,
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     kept_better = results["validation_history_kept_full_ndcg@10"] > results["validation_full_ndcg@10"]
     assert config["exclude_seen_items"] is not kept_better and "test_history_kept_full_ndcg@10" in results
+    assert results["exclude_seen_items"] == config["exclude_seen_items"] and results["test_repeat_share"] == 0
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "Items already in a history are left out" in card and "0.0% of the test targets" in card
 
 
 def test_the_causal_objective_trains_saves_and_serves(tiny_beauty, tmp_path):

@@ -7,7 +7,7 @@ import torch
 from accelerate import Accelerator
 
 from bert4rec_hf import Bert4RecForCausalLM, Bert4RecForMaskedLM
-from bert4rec_hf.evaluation import evaluate_next_item
+from bert4rec_hf.evaluation import HISTORY_KEPT, evaluate_next_item
 from bert4rec_hf.training import (REFIT_MIN_VALIDATION_SHARE, DataArguments, DataStatistics, Pause, Recipe,
                                   RunArguments, TrainingRun, candidate_recipes, choose_exclude_seen,
                                   prepare_training_data, race, recipe_candidates, refit, should_refit,
@@ -47,8 +47,11 @@ def test_a_run_trains_its_steps_validates_each_epoch_and_keeps_its_best_epoch(tm
     assert [h["epoch"] for h in run.state.history] == list(range(1, 9))
     losses = [h["train_loss"] for h in run.state.history]
     assert losses[-1] < losses[0] and run.state.best_ndcg > 0  # it learns
-    best = max(run.state.history, key=lambda h: h["validation_full_ndcg@10"])
-    assert run.state.best_epoch == best["epoch"] and run.state.best_ndcg == best["validation_full_ndcg@10"]
+    best = max(run.state.history, key=lambda h: h["validation_ndcg@10"])
+    assert run.state.best_epoch == best["epoch"] and run.state.best_ndcg == best["validation_ndcg@10"]
+    # Beauty's users do not come back to items: keeping the history can only lose, so epochs are chosen left out.
+    assert all(h["validation_ndcg@10"] == h["validation_full_ndcg@10"] >= h["validation_history_kept_full_ndcg@10"]
+               for h in run.state.history)
     model = run.final_model()
     assert isinstance(model, Bert4RecForMaskedLM) and (tmp_path / "best" / "vocab.txt").is_file()
     assert model.config.hidden_size == 32 and model.config.max_position_embeddings == 20  # from the recipe
@@ -127,14 +130,27 @@ def test_a_refit_by_default_only_where_the_time_budget_has_room_for_it(tmp_path,
     assert not should_refit(run, share)
 
 
-def test_items_already_seen_are_left_out_unless_validation_scores_them_higher(tmp_path, accelerator, data,
+def test_items_already_seen_are_left_out_unless_validation_scores_them_higher(accelerator, data,
                                                                                trained_beauty_model):
-    evaluation = dict(batch_size=512, accelerator=accelerator, seed=0)
-    left_out = evaluate_next_item(trained_beauty_model, data.tokenizer, data.splits["validation"],
-                                  protocols=("full",), prefix="validation_", **evaluation)
-    exclude_seen, kept = choose_exclude_seen(trained_beauty_model, data, left_out, **evaluation)
-    assert exclude_seen == (kept["validation_history_kept_full_ndcg@10"] <= left_out["validation_full_ndcg@10"])
-    assert 0 <= kept["validation_history_kept_full_ndcg@10"] <= 1
+    evaluation = dict(batch_size=512, accelerator=accelerator, seed=0, protocols=("full", HISTORY_KEPT),
+                      prefix="validation_")
+    validation = data.splits["validation"]
+    metrics = evaluate_next_item(trained_beauty_model, data.tokenizer, validation, **evaluation)
+    assert metrics["validation_repeat_share"] == 0  # no repeats: kept can only rank the targets lower
+    assert choose_exclude_seen(metrics)
+    # Every target one the user has met (the history item the model scores highest): left out, nothing can be hit;
+    # kept, some are.
+    def favourite_seen_item(row):
+        batch = data.tokenizer([row["item_ids"]], return_tensors="pt")
+        scores = trained_beauty_model.next_item_scores(**batch, exclude_seen=False)[0]
+        seen = [t for t in batch["input_ids"][0].tolist() if t >= 2]  # the items the model reads
+        return {"target": data.tokenizer.decode([seen[int(scores[seen].argmax())]])[0]}
+
+    repeats = validation.map(favourite_seen_item)
+    metrics = evaluate_next_item(trained_beauty_model, data.tokenizer, repeats, **evaluation)
+    assert metrics["validation_repeat_share"] == 1 and metrics["validation_full_ndcg@10"] == 0
+    assert metrics["validation_history_kept_full_ndcg@10"] > 0
+    assert not choose_exclude_seen(metrics)
 
 
 def test_continuing_from_a_saved_model_grows_its_catalogue_and_starts_from_its_weights(tmp_path, accelerator,

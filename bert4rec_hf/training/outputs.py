@@ -18,7 +18,7 @@ def plot_training_curves(history: list[dict], path: Path):
     figure, (loss_axis, ndcg_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot(epochs, [h["train_loss"] for h in history])
     loss_axis.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="Training loss")
-    ndcg_axis.plot(epochs, [h["validation_full_ndcg@10"] for h in history])
+    ndcg_axis.plot(epochs, [h.get("validation_ndcg@10", h["validation_full_ndcg@10"]) for h in history])
     ndcg_axis.set(xlabel="epoch", ylabel="NDCG@10", title="Validation NDCG@10 (full ranking)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

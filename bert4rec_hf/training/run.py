@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..data import (DataCollatorForMaskedItemModeling, DataCollatorForNextItemPrediction, LengthGroupedSampler,
                     item_popularity, sliding_windows)
-from ..evaluation import evaluate_next_item
+from ..evaluation import HISTORY_KEPT, evaluate_next_item, served_ndcg
 from ..modeling_bert4rec import Bert4RecForCausalLM, Bert4RecForMaskedLM
 from ..saved_model import with_ordinary_permissions
 from .arguments import RunArguments
@@ -261,17 +261,19 @@ class TrainingRun:
 
     def _validate(self, kept, train_loss: float, progress):
         args, state = self.args, self.state
-        metrics = evaluate_next_item(kept, self.tokenizer, self.validation, protocols=("full",),
+        metrics = evaluate_next_item(kept, self.tokenizer, self.validation, protocols=("full", HISTORY_KEPT),
                                      batch_size=args.per_device_eval_batch_size, accelerator=self.accelerator,
                                      seed=args.seed, prefix="validation_")
-        ndcg = metrics["validation_full_ndcg@10"]
+        ndcg = served_ndcg(metrics)
         state.history.append({"epoch": state.epoch + 1, "step": state.completed_steps, "train_loss": train_loss,
                               "learning_rate": self.scheduler.get_last_lr()[0], "train_seconds": self.clock.seconds(),
-                              "weights_averaged": state.weights_averaged, **metrics})
+                              "weights_averaged": state.weights_averaged, "validation_ndcg@10": ndcg, **metrics})
         count = state.weights_averaged
         averaged_note = f"  (weights averaged over {count} epoch{'s' * (count > 1)})" if count else ""
-        progress.write(f"{self.name} epoch {state.epoch + 1}: loss {train_loss:.4f}  validation NDCG@10 {ndcg:.4f}  "
-                       f"HR@10 {metrics['validation_full_hr@10']:.4f}{averaged_note}")
+        kept_note = (f" (history kept {metrics[f'validation_{HISTORY_KEPT}_ndcg@10']:.4f}, left out "
+                     f"{metrics['validation_full_ndcg@10']:.4f})" if metrics["validation_repeat_share"] else "")
+        progress.write(f"{self.name} epoch {state.epoch + 1}: loss {train_loss:.4f}  validation NDCG@10 {ndcg:.4f}"
+                       f"{kept_note}  HR@10 {metrics['validation_full_hr@10']:.4f}{averaged_note}")
         if args.with_tracking:
             self.accelerator.log({f"{self.name}_validation_ndcg@10": ndcg, "epoch": state.epoch + 1},
                                  step=state.completed_steps)

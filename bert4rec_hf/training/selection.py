@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from transformers.utils import cached_file
 
-from ..evaluation import evaluate_next_item, ndcg_gains, split_ranks, standard_error
+from ..evaluation import HISTORY_KEPT, ndcg_gains, split_ranks, standard_error
 from .arguments import DataArguments, RunArguments
 from .data import TrainingData
 from .recipes import DataStatistics, Recipe, read_recipe, recipe_candidates
@@ -119,30 +119,28 @@ def attributes_gain(with_attributes: TrainingRun, without: TrainingRun, data: Tr
     validation NDCG@10 moves by ~0.007 by chance: ML-100K's genres won three races by 0.001 to 0.013 and never tested
     above the runs without them (docs/experiments.md). Attributes are kept only when they win by more than that.
     """
-    gains = []
-    for run in (with_attributes, without):
-        ranks = split_ranks(run.final_model(), data.tokenizer, data.validation, protocols=("full",),
-                            batch_size=args.per_device_eval_batch_size, accelerator=accelerator, seed=args.seed)
-        gains.append(ndcg_gains(ranks["full"].double(), 10))
-    difference = gains[0] - gains[1]
+    ranks = [split_ranks(run.final_model(), data.tokenizer, data.validation, protocols=("full", HISTORY_KEPT),
+                         batch_size=args.per_device_eval_batch_size, accelerator=accelerator, seed=args.seed)
+             for run in (with_attributes, without)]
+    # Paired under the rule the attributes' model would be served by (the history left out, or kept where it scores
+    # higher), as `served_ndcg` scores the race.
+    rule = max(("full", HISTORY_KEPT), key=lambda name: ndcg_gains(ranks[0][name], 10).mean().item())
+    difference = ndcg_gains(ranks[0][rule], 10) - ndcg_gains(ranks[1][rule], 10)
     return {"ndcg@10": difference.mean().item(), "standard_error": standard_error(difference)}
 
 
-def choose_exclude_seen(model, data: TrainingData, left_out: dict, **evaluation) -> tuple[bool, dict]:
+def choose_exclude_seen(metrics: dict, print_line=print) -> bool:
     """
     Items already in a history: left out (the field's protocol), unless validation says users come back to them.
-    `left_out` holds the model's validation metrics with them left out; returns the choice and the metrics kept. Both
-    are scored as each would be served: left out, a validation target already in the history is a miss.
+    `metrics`: the model's validation metrics with the `full` and `HISTORY_KEPT` protocols, each scored as it would be
+    served (left out, a validation target already in the history is a miss).
     """
-    kept = evaluate_next_item(model, data.tokenizer, data.splits["validation"], protocols=("full",),
-                              exclude_seen=False, prefix="validation_history_kept_", **evaluation)
-    kept_ndcg, left_out_ndcg = kept["validation_history_kept_full_ndcg@10"], left_out["validation_full_ndcg@10"]
-    exclude_seen = kept_ndcg <= left_out_ndcg
-    evaluation["accelerator"].print(f"items already in a history: {'left out' if exclude_seen else 'recommended again'}"
-                                    f" (validation NDCG@10 {left_out_ndcg:.4f} left out, {kept_ndcg:.4f} kept; "
-                                    f"{left_out['validation_repeat_share']:.1%} of the validation targets are in "
-                                    "their history)")
-    return exclude_seen, {**kept, "exclude_seen_items": exclude_seen}
+    left_out, kept = metrics["validation_full_ndcg@10"], metrics[f"validation_{HISTORY_KEPT}_ndcg@10"]
+    exclude_seen = kept <= left_out
+    print_line(f"items already in a history: {'left out' if exclude_seen else 'recommended again'} (validation "
+               f"NDCG@10 {left_out:.4f} left out, {kept:.4f} kept; {metrics['validation_repeat_share']:.1%} of the "
+               "validation targets are in their history)")
+    return exclude_seen
 
 
 # A refit gives up the weights validation chose for the validation items: worth it where those add this share to the
