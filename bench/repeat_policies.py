@@ -6,7 +6,8 @@ protocol), keep them all, or something between, each chosen on validation and th
 The run's own validation and test users (its recipe's `validation_users`, `max_length` and seed), ranked as a served
 top-k ranks them: an item left out cannot be hit, so a target left out is a miss. The policies:
 - `left out` / `kept`: `exclude_seen_items` True / False, what the library serves today;
-- `penalty b`: the history's items compete with their scores lowered by b (0 = kept, infinity = left out);
+- `seen +b`: the history's items compete with b added to their scores (0 = kept, minus infinity = left out; above
+  0, the model's scores for repeats are trusted more than it gives them);
 - `last N left out`: only the items of the last N positions are left out (a user who just went there will not go
   straight back), the older ones compete.
 Prints each policy's validation and test NDCG@10 and HR@10, then the one validation picks and what it scores on test.
@@ -23,7 +24,8 @@ from bert4rec_hf.evaluation import MISSED, ndcg_gains
 from bert4rec_hf.training import load_user_sequences, prepare_training_data
 
 
-PENALTIES = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+# Added to the history's items' scores (logits): above 0 they are boosted, below lowered.
+SEEN_OFFSETS = (2.0, 1.0, 0.5, -0.5, -1.0, -2.0, -3.0, -5.0)
 LAST_N = (1, 2, 3, 5, 10)
 
 
@@ -44,10 +46,10 @@ def policy_ranks(model, tokenizer, split, batch_size: int = 256) -> dict[str, to
         back = length - items.long().cumsum(1) + 1
         rows_index = torch.arange(len(targets))[:, None].expand_as(input_ids)
 
-        def rank_with(excluded: torch.Tensor | None = None, penalty: float = 0.0) -> torch.Tensor:
+        def rank_with(excluded: torch.Tensor | None = None, offset: float = 0.0) -> torch.Tensor:
             adjusted = scores.clone()
-            if penalty:
-                adjusted[rows_index[items], input_ids[items]] -= penalty
+            if offset:
+                adjusted[rows_index[items], input_ids[items]] += offset
             if excluded is not None:
                 adjusted[rows_index[excluded], input_ids[excluded]] = lowest
             rank = (adjusted > adjusted.gather(1, targets[:, None])).sum(1).double()
@@ -56,7 +58,7 @@ def policy_ranks(model, tokenizer, split, batch_size: int = 256) -> dict[str, to
             return rank
 
         results = {"kept": rank_with(), "left out": rank_with(items)}
-        results.update({f"penalty {penalty:g}": rank_with(penalty=penalty) for penalty in PENALTIES})
+        results.update({f"seen {offset:+g}": rank_with(offset=offset) for offset in SEEN_OFFSETS})
         results.update({f"last {n} left out": rank_with(items & (back <= n)) for n in LAST_N})
         for name, rank in results.items():
             ranks.setdefault(name, []).append(rank)
@@ -71,6 +73,9 @@ def main():
     args = parser.parse_args()
 
     recipe = json.loads((args.model / "recipe.json").read_text())["recipe"]
+    if "refit_epochs" in json.loads((args.model / "all_results.json").read_text()):
+        print("note: this model was refit with the validation items in training, so its validation scores flatter it "
+              "(read the test column; the run chose its rule on the model before the refit)")
     sequences = load_user_sequences(args.dataset, None, print_line=lambda line: None)
     data = prepare_training_data(sequences, args.dataset, None, recipe["validation_users"], recipe["max_length"],
                                  args.seed)
