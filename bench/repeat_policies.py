@@ -25,7 +25,7 @@ from bert4rec_hf.training import load_user_sequences, prepare_training_data
 
 
 # Added to the history's items' scores (logits): above 0 they are boosted, below lowered.
-SEEN_OFFSETS = (2.0, 1.0, 0.5, -0.5, -1.0, -2.0, -3.0, -5.0)
+SEEN_OFFSETS = (8.0, 5.0, 3.0, 2.0, 1.0, 0.5, -0.5, -1.0, -2.0, -5.0)
 LAST_N = (1, 2, 3, 5, 10)
 
 
