@@ -69,7 +69,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="a run's output directory (examples/train.py)")
     parser.add_argument("--dataset", type=Path, required=True, help="the log the run trained on")
-    parser.add_argument("--seed", type=int, default=0, help="the run's --seed (it draws the validation users)")
+    parser.add_argument("--seed", type=int, default=42, help="the run's --seed (it draws the validation users; train.py's default 42)")
     args = parser.parse_args()
 
     recipe = json.loads((args.model / "recipe.json").read_text())["recipe"]
