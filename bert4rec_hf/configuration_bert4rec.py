@@ -47,6 +47,8 @@ class Bert4RecConfig(PreTrainedConfig):
 
     `exclude_seen_items` is what `recommend()` and the pipeline do by default with the items already in a history:
     leave them out (the field's protocol) or rank them like any other (`examples/train.py` sets it from validation).
+    `seen_item_boost` is added to their scores where they are ranked: on logs where users come back to items the model
+    scores a repeat lower than it happens (`examples/train.py` chooses it on validation; 0 ranks them as scored).
 
     The vocabulary is `vocab_size = num_items + 2` tokens: `[PAD]` and `[MASK]` take token ids 0 and 1 (in either
     order), and the items take token ids `2 .. num_items + 1`. Setting either of `vocab_size` and `num_items` sets the
@@ -78,6 +80,7 @@ class Bert4RecConfig(PreTrainedConfig):
     do_layer_norm_before: bool = False
     is_decoder: bool = False
     exclude_seen_items: bool = True
+    seen_item_boost: float | int = 0.0
     num_attributes: int = interval(min=0)(default=0)
     max_item_attributes: int = interval(min=0)(default=0)
     item_id_dropout_prob: float | int = interval(min=0, max=1, exclude_max=True)(default=0.0)

@@ -82,9 +82,11 @@ class PopularityRecommender(torch.nn.Module):
         self.config = SimpleNamespace(first_item_token_id=first_item_token_id, num_items=len(counts) - 2)
 
     @torch.no_grad()
-    def next_item_scores(self, input_ids, attention_mask=None, exclude_seen: bool = True, candidate_token_ids=None):
+    def next_item_scores(self, input_ids, attention_mask=None, exclude_seen: bool = True, candidate_token_ids=None,
+                         seen_item_boost: float = 0.0):
         scores = self.scores.to(input_ids.device).expand(input_ids.shape[0], -1).clone()
-        return exclude_from_scores(scores, input_ids, exclude_seen, candidate_token_ids)
+        return exclude_from_scores(scores, input_ids, exclude_seen, candidate_token_ids,
+                                   seen_item_boost=seen_item_boost)
 
 
 def sample_negatives(
@@ -135,20 +137,26 @@ def ranks_of_targets(model, input_ids, attention_mask, targets, negatives: dict[
     The rank of each target under each protocol, as float64: `{"full": (B,), "pop100": (B,), ...}`. `negatives` maps
     a sampled protocol's name to its `(B, 100)` negative token ids. Under `exclude_seen`, a target among `input_ids`
     (a repeat) is `MISSED` in the full ranking, where `recommend()` could never return it. `history_kept` adds
-    `HISTORY_KEPT`, the full ranking with the history kept, from the same scores.
+    `HISTORY_KEPT`, the full ranking with the history kept, from the same scores. Where the history is kept, its
+    items get the model's `config.seen_item_boost`, as `recommend()` gives them.
     """
-    scores = model.next_item_scores(input_ids, attention_mask=attention_mask, exclude_seen=False)
+    scores = model.next_item_scores(input_ids, attention_mask=attention_mask, exclude_seen=False, seen_item_boost=0.0)
     target_scores = scores.gather(1, targets[:, None])  # (B, 1)
     ranks = {}
     for name, negative_ids in (negatives or {}).items():  # the paper's: a repeat target is scored as it is
         ranks[name] = (scores.gather(1, negative_ids) > target_scores).sum(dim=1).double()
-    if history_kept:
-        ranks[HISTORY_KEPT] = (scores > target_scores).sum(dim=1).double()
+    if history_kept or not exclude_seen:
+        boost = getattr(model.config, "seen_item_boost", 0.0)
+        kept = exclude_from_scores(scores.clone(), input_ids, False, seen_item_boost=boost) if boost else scores
+        kept_ranks = (kept > kept.gather(1, targets[:, None])).sum(dim=1).double()
+        if history_kept:
+            ranks[HISTORY_KEPT] = kept_ranks
     if exclude_seen:  # the field's protocol; without, a target already in the history can be hit
         scores.scatter_(1, input_ids, torch.finfo(scores.dtype).min)
-    ranks["full"] = (scores > target_scores).sum(dim=1).double()
-    if exclude_seen:
+        ranks["full"] = (scores > target_scores).sum(dim=1).double()
         ranks["full"][is_repeat(input_ids, targets)] = MISSED
+    else:
+        ranks["full"] = kept_ranks
     return ranks
 
 

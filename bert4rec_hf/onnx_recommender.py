@@ -113,10 +113,13 @@ class OnnxRecommender:
         score -inf where fewer items were left to rank."""
         input_ids = np.asarray(input_ids, dtype=np.int64)
         exclude_seen = self.config.get("exclude_seen_items", True) if exclude_seen is None else exclude_seen
+        boost = 0.0 if exclude_seen else self.config.get("seen_item_boost", 0.0)
         queries = self.query_vectors(input_ids, attention_mask)
         top_k = min(top_k, self.config["num_items"])
         special = np.broadcast_to(self.special_token_ids, (len(queries), len(self.special_token_ids)))
-        excluded = np.concatenate([input_ids, special], axis=1) if exclude_seen else np.ascontiguousarray(special)
+        # With a boost, the history's items are left out of the graph's top-k and merged in below, boosted.
+        excluded = np.concatenate([input_ids, special], axis=1) if exclude_seen or boost else \
+            np.ascontiguousarray(special)
         best_scores = best_ids = None
         for start in range(0, len(self.item_vectors), self.block_items):
             block = self.item_vectors[start : start + self.block_items]
@@ -132,8 +135,20 @@ class OnnxRecommender:
                 order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
                 scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
             best_scores, best_ids = scores, ids
+        if boost:
+            best_scores, best_ids = self._with_seen_items(queries, input_ids, boost, best_scores, best_ids, top_k)
         best_ids = np.where(np.isneginf(best_scores), -1, best_ids)
         return Bert4RecRecommendationOutput(scores=best_scores, token_ids=best_ids)
+
+    def _with_seen_items(self, queries, input_ids, boost, best_scores, best_ids, top_k):
+        """The top-k merged with each history's own items, scored with `boost` added (once per item, specials
+        never), as `Bert4RecForMaskedLM.recommend` does."""
+        seen = np.einsum("bh,bkh->bk", queries, self.item_vectors[input_ids]) + np.float32(boost)
+        repeated = np.tril(input_ids[:, :, None] == input_ids[:, None, :], -1).any(-1)
+        seen[repeated | np.isin(input_ids, self.special_token_ids)] = -np.inf
+        scores, ids = np.concatenate([best_scores, seen], 1), np.concatenate([best_ids, input_ids], 1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
     def __call__(self, histories, top_k: int = 10, exclude_seen: bool | None = None, batch_size: int = 256):
         """One history (a list of item ids) or a batch of them -> the pipeline's answer: a list of

@@ -25,16 +25,20 @@ class Bert4RecRecommendationOutput(ModelOutput):
 
 
 def exclude_from_scores(scores: torch.Tensor, input_ids: torch.Tensor, exclude_seen: bool = True,
-                        candidate_token_ids: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+                        candidate_token_ids: torch.Tensor | None = None, start: int = 0,
+                        seen_item_boost: float = 0.0) -> torch.Tensor:
     """
-    Gives the lowest float, in place, to the items of each sequence (`exclude_seen`) and to non-candidates. `scores`
-    may hold a block of the tokens, `start` onwards.
+    Gives the lowest float, in place, to the items of each sequence (`exclude_seen`; else adds `seen_item_boost` to
+    their scores, once per item however often it was seen) and to non-candidates. `scores` may hold a block of the
+    tokens, `start` onwards; special tokens in `input_ids` score lowest anyway.
     """
     lowest = torch.finfo(scores.dtype).min
     end = start + scores.shape[-1]
-    if exclude_seen:
+    if exclude_seen or seen_item_boost:
         rows, positions = ((input_ids >= start) & (input_ids < end)).nonzero(as_tuple=True)
-        scores[rows, input_ids[rows, positions] - start] = lowest
+        columns = input_ids[rows, positions] - start
+        # Indexed assignment writes each (row, item) once, so a repeated item is boosted once.
+        scores[rows, columns] = lowest if exclude_seen else (scores[rows, columns] + seen_item_boost).clamp(min=lowest)
     if candidate_token_ids is not None:
         allowed = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
         wanted = candidate_token_ids[(candidate_token_ids >= start) & (candidate_token_ids < end)]
@@ -109,16 +113,21 @@ class Bert4RecRecommendationMixin:
         attention_mask: torch.Tensor | None = None,
         exclude_seen: bool | None = None,
         candidate_token_ids: torch.Tensor | None = None,
+        seen_item_boost: float | None = None,
     ) -> torch.Tensor:
         r"""
         Scores `(batch_size, vocab_size)` of every token as each sequence's next item, read at its last real position
         (the `[MASK]` that `Bert4RecTokenizer(...)` appends). Special tokens, items already in the sequence
         (`exclude_seen`; by default `config.exclude_seen_items`) and items outside `candidate_token_ids` get the lowest
-        float. `recommend` and the evaluation both rank these scores, so what is measured is what is served.
+        float; items already in the sequence that are not left out get `seen_item_boost` added (by default
+        `config.seen_item_boost`). `recommend` and the evaluation both rank these scores, so what is measured is what
+        is served.
         """
         logits = self.forward(input_ids, attention_mask=attention_mask).logits.float()
         exclude_seen = self.config.exclude_seen_items if exclude_seen is None else exclude_seen
-        return exclude_from_scores(logits, input_ids, exclude_seen, candidate_token_ids)
+        seen_item_boost = self.config.seen_item_boost if seen_item_boost is None else seen_item_boost
+        return exclude_from_scores(logits, input_ids, exclude_seen, candidate_token_ids,
+                                   seen_item_boost=seen_item_boost)
 
     @torch.no_grad()
     def recommend(
@@ -144,9 +153,12 @@ class Bert4RecRecommendationMixin:
         Approximate: an item the index does not propose is missed. Not with `candidate_token_ids`.
         """
         exclude_seen = self.config.exclude_seen_items if exclude_seen is None else exclude_seen
+        boost = 0.0 if exclude_seen else self.config.seen_item_boost
         queries = self.query_vectors(input_ids, attention_mask)
         top_k = min(top_k, self.config.num_items)
-        seen = input_ids if exclude_seen else None
+        # A boost is exact on every path: the history's items are left out of the catalogue's top-k, then scored on
+        # their own, boosted, and merged in.
+        seen = input_ids if exclude_seen or boost else None
         if item_index is None:
             scores, token_ids = self.top_k_block_by_block(queries, seen, candidate_token_ids, top_k)
         elif candidate_token_ids is not None:
@@ -154,7 +166,24 @@ class Bert4RecRecommendationMixin:
         else:
             proposed = item_index.search(queries, top_k + input_ids.shape[1])  # room for the history's own items
             scores, token_ids = self.top_k_of_proposed(queries, proposed, seen, top_k)
+        if boost:
+            seen_scores = self.seen_item_scores(queries, input_ids, candidate_token_ids) + boost
+            seen_scores.clamp_(min=torch.finfo(seen_scores.dtype).min)
+            scores, token_ids = merge_top_k(scores, token_ids, seen_scores, input_ids, top_k)
         return self._without_excluded(scores, token_ids)
+
+    def seen_item_scores(self, queries, input_ids, candidate_token_ids=None):
+        """`(batch_size, sequence_length)` scores of each sequence's own tokens, the lowest float for special tokens,
+        a token's repeats after its first and non-candidates."""
+        item_embeddings = self.bert4rec.embeddings.item_vectors()
+        scores = torch.einsum("bh,bkh->bk", queries, item_embeddings[input_ids]) + self.head.bias[input_ids]
+        scores = scores.float()
+        repeated = (input_ids[:, :, None] == input_ids[:, None, :]).tril(-1).any(-1)
+        special = torch.isin(input_ids, input_ids.new_tensor(self.head.special_token_ids))
+        excluded = repeated | special
+        if candidate_token_ids is not None:
+            excluded |= ~torch.isin(input_ids, candidate_token_ids.to(input_ids.device))
+        return scores.masked_fill_(excluded, torch.finfo(scores.dtype).min)
 
     def top_k_block_by_block(self, queries, seen, candidate_token_ids, top_k):
         """The exact top-k over the catalogue, `recommend_block_items` at a time; excluded items score lowest."""

@@ -30,8 +30,9 @@ from bert4rec_hf.cli import exit_on_bad_input
 from bert4rec_hf.evaluation import HISTORY_KEPT, PROTOCOLS, PopularityRecommender, evaluate_next_item, served_ndcg
 from bert4rec_hf.hub import push_model
 from bert4rec_hf.training import (DataStatistics, TrainingArgumentParser, candidate_recipes, choose_exclude_seen,
-                                  load_user_sequences, prepare_training_data, race, read_item_attributes, refit,
-                                  save_run, should_refit, source_of, summary, validation_share)
+                                  choose_seen_item_boost, load_user_sequences, prepare_training_data, race,
+                                  read_item_attributes, refit, save_run, should_refit, source_of, summary,
+                                  validation_share)
 
 
 def build_accelerator(args) -> Accelerator:
@@ -94,11 +95,16 @@ def main(argv=None):
                           f"{served_ndcg(results):.4f} against {floor_ndcg:.4f}): recommending the most "
                           "popular items would serve these users better. Train longer, or try another recipe.")
     exclude_seen = results["exclude_seen_items"] = choose_exclude_seen(results, accelerator.print)
+    boost = 0.0
+    if not exclude_seen:  # users come back to items: how much more to trust the model's scores for them
+        boost, tried = choose_seen_item_boost(best, data, accelerator.print, **evaluation)
+        results.update(seen_item_boost=boost, validation_ndcg10_by_seen_item_boost=tried)
     final, refit_seconds = best, 0.0
     if should_refit(run, validation_share(data), accelerator.print):
         refitted = refit(run, accelerator, data)
         final, refit_seconds = refitted.final_model(), refitted.state.train_seconds
         results.update(refit_epochs=run.state.best_epoch, refit_runtime_s=round(refit_seconds, 1))
+    final.config.seen_item_boost = boost  # before the test: it scores what recommend() will serve
     if args.evaluate_test:
         results.update(evaluate_next_item(final, data.tokenizer, test, popularity=data.popularity,
                                           protocols=protocols, prefix="test_", **evaluation))

@@ -88,3 +88,21 @@ def test_the_export_command_writes_a_directory_that_serves_on_its_own(trained_be
     assert capsys.readouterr().err.strip().endswith("no such model directory")
     with pytest.raises(FileNotFoundError, match="model.onnx: missing"):
         OnnxRecommender.from_pretrained(tmp_path / "model")
+
+
+def test_a_seen_item_boost_is_served_by_the_graph_as_recommend_serves_it(trained_beauty_model, beauty_tokenizer,
+                                                                        beauty_sequences, exported):
+    recommender = OnnxRecommender.from_pretrained(exported)
+    histories = [s[:-1] for s in beauty_sequences[:64]]
+    batch = beauty_tokenizer(histories, return_tensors="pt")
+    trained_beauty_model.config.seen_item_boost = recommender.config["seen_item_boost"] = 3.0
+    try:
+        expected = trained_beauty_model.recommend(**batch, top_k=20, exclude_seen=False)
+        got = recommender.recommend(batch["input_ids"].numpy(), batch["attention_mask"].numpy(), top_k=20,
+                                    exclude_seen=False)
+    finally:
+        trained_beauty_model.config.seen_item_boost = recommender.config["seen_item_boost"] = 0.0
+    np.testing.assert_array_equal(got.token_ids, expected.token_ids.numpy())
+    np.testing.assert_allclose(got.scores, expected.scores.numpy(), atol=1e-4, rtol=0)
+    seen = [set(row.tolist()) for row in batch["input_ids"]]
+    assert sum(len(s & set(row.tolist())) for s, row in zip(seen, got.token_ids)) > 64  # the boost shows them

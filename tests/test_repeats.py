@@ -117,3 +117,24 @@ def test_the_repeat_share_and_the_honest_choice_reach_the_metrics(trained_beauty
     ranks = split_ranks(trained_beauty_model, beauty_tokenizer, split, protocols=("full",))["full"]
     assert np.isinf(ranks.numpy()).sum() == 75
     assert kept["full_hr@20"] != left_out["full_hr@20"]
+
+
+def test_a_seen_item_boost_is_recommended_and_evaluated_alike(trained_beauty_model, beauty_tokenizer,
+                                                             beauty_sequences):
+    """Boosted, the history's items are ranked by score + boost (once each), by recommend() and the evaluation."""
+    histories = [s[:-1] for s in beauty_sequences]
+    targets = [h[len(h) // 2] if user % 3 == 0 else s[-1]
+               for user, (s, h) in enumerate(zip(beauty_sequences, histories))]
+    batch = beauty_tokenizer(histories[:50], return_tensors="pt")
+    raw = trained_beauty_model.next_item_scores(**batch, exclude_seen=False, seen_item_boost=0.0)
+    trained_beauty_model.config.seen_item_boost = 2.0
+    try:
+        expected = raw.clone()
+        for row, ids in enumerate(batch["input_ids"].tolist()):
+            for token in {t for t in ids if t >= 2}:
+                expected[row, token] += 2.0
+        served = trained_beauty_model.recommend(**batch, top_k=30, exclude_seen=False)
+        torch.testing.assert_close(served.scores, expected.topk(30).values)
+        assert_evaluation_ranks_as_recommend_serves(trained_beauty_model, beauty_tokenizer, histories, targets)
+    finally:
+        trained_beauty_model.config.seen_item_boost = 0.0

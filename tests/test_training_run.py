@@ -1,6 +1,8 @@
 """The training layer in process, on the first 300 users of the bundled Beauty file: a `TrainingRun` on a budget in
 steps, the race between candidate recipes on a budget in steps, the refit and the exclude-seen choice."""
 
+import dataclasses
+
 import datasets
 import pytest
 import torch
@@ -8,10 +10,10 @@ from accelerate import Accelerator
 
 from bert4rec_hf import Bert4RecForCausalLM, Bert4RecForMaskedLM
 from bert4rec_hf.evaluation import HISTORY_KEPT, evaluate_next_item
-from bert4rec_hf.training import (REFIT_MIN_VALIDATION_SHARE, DataArguments, DataStatistics, Pause, Recipe,
-                                  RunArguments, TrainingRun, candidate_recipes, choose_exclude_seen,
-                                  prepare_training_data, race, recipe_candidates, refit, should_refit,
-                                  training_examples, validation_share)
+from bert4rec_hf.training import (REFIT_MIN_VALIDATION_SHARE, SEEN_ITEM_BOOSTS, DataArguments, DataStatistics, Pause,
+                                  Recipe, RunArguments, TrainingRun, candidate_recipes, choose_exclude_seen,
+                                  choose_seen_item_boost, prepare_training_data, race, recipe_candidates, refit,
+                                  should_refit, training_examples, validation_share)
 from bert4rec_hf.training.recipes import write_recipe
 
 from conftest import BUNDLED_BEAUTY
@@ -151,6 +153,13 @@ def test_items_already_seen_are_left_out_unless_validation_scores_them_higher(ac
     assert metrics["validation_repeat_share"] == 1 and metrics["validation_full_ndcg@10"] == 0
     assert metrics["validation_history_kept_full_ndcg@10"] > 0
     assert not choose_exclude_seen(metrics)
+    # Users who come back to what the model already likes: a boost of their scores wins on validation; where no
+    # target is a repeat, a boost can only push other items above the targets, and none is chosen.
+    boosted_data = dataclasses.replace(data, splits=datasets.DatasetDict({**data.splits, "validation": repeats}))
+    boost, tried = choose_seen_item_boost(trained_beauty_model, boosted_data, batch_size=512, accelerator=accelerator)
+    assert boost > 0 and tried[boost] > tried[0.0] and trained_beauty_model.config.seen_item_boost == 0
+    boost, tried = choose_seen_item_boost(trained_beauty_model, data, batch_size=512, accelerator=accelerator)
+    assert boost == 0 and set(tried) == set(SEEN_ITEM_BOOSTS)
 
 
 def test_continuing_from_a_saved_model_grows_its_catalogue_and_starts_from_its_weights(tmp_path, accelerator,

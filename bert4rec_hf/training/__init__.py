@@ -9,8 +9,8 @@ from .outputs import save_run, summary
 from .recipes import (BUILT_IN_DATA_SETS, OBJECTIVES, RECIPE_FIELDS, DataStatistics, Recipe, read_recipe,
                       recipe_candidates)
 from .run import Pause, TrainingRun, build_loader, build_model, model_class, training_examples
-from .selection import (REFIT_MIN_VALIDATION_SHARE, candidate_recipes, choose_exclude_seen, race, refit, should_refit,
-                        validation_share)
+from .selection import (REFIT_MIN_VALIDATION_SHARE, SEEN_ITEM_BOOSTS, candidate_recipes, choose_exclude_seen,
+                        choose_seen_item_boost, race, refit, should_refit, validation_share)
 
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "build_model",
     "candidate_recipes",
     "choose_exclude_seen",
+    "choose_seen_item_boost",
+    "SEEN_ITEM_BOOSTS",
     "load_user_sequences",
     "model_class",
     "prepare_training_data",

@@ -67,6 +67,10 @@ def history_rule(results: dict) -> str:
     rule = ("Items already in a history are left out of the recommendations" if results["exclude_seen_items"] else
             "Items already in a history are recommended again")
     line = f"{rule} (`exclude_seen_items`; validation NDCG@10 {left_out:.4f} left out, {kept:.4f} kept)."
+    if results.get("seen_item_boost"):
+        boost = results["seen_item_boost"]
+        line += (f" Their scores get {boost:+g} (`seen_item_boost`, chosen on validation: NDCG@10 "
+                 f"{results['validation_ndcg10_by_seen_item_boost'][boost]:.4f}).")
     if "test_repeat_share" in results:
         line += f" {results['test_repeat_share']:.1%} of the test targets are already in their history."
     return line
