@@ -167,17 +167,16 @@ class Bert4RecRecommendationMixin:
             proposed = item_index.search(queries, top_k + input_ids.shape[1])  # room for the history's own items
             scores, token_ids = self.top_k_of_proposed(queries, proposed, seen, top_k)
         if boost:
-            seen_scores = self.seen_item_scores(queries, input_ids, candidate_token_ids) + boost
-            seen_scores.clamp_(min=torch.finfo(seen_scores.dtype).min)
+            seen_scores = self.seen_item_scores(queries, input_ids, boost, candidate_token_ids)
             scores, token_ids = merge_top_k(scores, token_ids, seen_scores, input_ids, top_k)
         return self._without_excluded(scores, token_ids)
 
-    def seen_item_scores(self, queries, input_ids, candidate_token_ids=None):
-        """`(batch_size, sequence_length)` scores of each sequence's own tokens, the lowest float for special tokens,
-        a token's repeats after its first and non-candidates."""
+    def seen_item_scores(self, queries, input_ids, boost: float = 0.0, candidate_token_ids=None):
+        """`(batch_size, sequence_length)` scores of each sequence's own tokens plus `boost`, the lowest float for
+        special tokens, a token's repeats after its first and non-candidates."""
         item_embeddings = self.bert4rec.embeddings.item_vectors()
         scores = torch.einsum("bh,bkh->bk", queries, item_embeddings[input_ids]) + self.head.bias[input_ids]
-        scores = scores.float()
+        scores = scores.float() + boost
         repeated = (input_ids[:, :, None] == input_ids[:, None, :]).tril(-1).any(-1)
         special = torch.isin(input_ids, input_ids.new_tensor(self.head.special_token_ids))
         excluded = repeated | special
