@@ -35,6 +35,22 @@ def test_an_exact_index_gives_the_exact_top_10(trained_beauty_model, beauty_toke
     torch.testing.assert_close(indexed.scores, exact.scores)
 
 
+def test_an_exact_index_serves_a_seen_item_boost_as_the_exact_path(trained_beauty_model, beauty_tokenizer,
+                                                                    histories):
+    index = ItemIndex.build(trained_beauty_model, beauty_tokenizer, string_factory="Flat")
+    batch = beauty_tokenizer(histories, return_tensors="pt")
+    trained_beauty_model.config.seen_item_boost = 2.0
+    try:
+        exact = trained_beauty_model.recommend(**batch, top_k=10, exclude_seen=False)
+        indexed = trained_beauty_model.recommend(**batch, top_k=10, exclude_seen=False, item_index=index)
+    finally:
+        trained_beauty_model.config.seen_item_boost = 0.0
+    assert indexed.token_ids.tolist() == exact.token_ids.tolist()
+    torch.testing.assert_close(indexed.scores, exact.scores)
+    seen = [set(row.tolist()) for row in batch["input_ids"]]
+    assert any(s & set(row.tolist()) for s, row in zip(seen, exact.token_ids))  # the boosted history is served
+
+
 def test_the_hnsw_index_finds_the_exact_top_10_on_a_small_catalogue(trained_beauty_model, beauty_tokenizer,
                                                                     histories, tmp_path):
     index = ItemIndex.build(trained_beauty_model, beauty_tokenizer)
