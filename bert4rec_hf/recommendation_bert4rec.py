@@ -172,17 +172,23 @@ class Bert4RecRecommendationMixin:
         return self._without_excluded(scores, token_ids)
 
     def seen_item_scores(self, queries, input_ids, boost: float = 0.0, candidate_token_ids=None):
-        """`(batch_size, sequence_length)` scores of each sequence's own tokens plus `boost`, the lowest float for
-        special tokens, a token's repeats after its first and non-candidates."""
-        item_embeddings = self.bert4rec.embeddings.item_vectors()
-        scores = torch.einsum("bh,bkh->bk", queries, item_embeddings[input_ids]) + self.head.bias[input_ids]
-        scores = scores.float() + boost
-        repeated = (input_ids[:, :, None] == input_ids[:, None, :]).tril(-1).any(-1)
-        special = torch.isin(input_ids, input_ids.new_tensor(self.head.special_token_ids))
-        excluded = repeated | special
+        """`(batch_size, sequence_length)` scores of each sequence's own tokens plus `boost` (`scores_of_token_ids`),
+        the lowest float for non-candidates too."""
+        scores = self.scores_of_token_ids(queries, input_ids, boost)
         if candidate_token_ids is not None:
-            excluded |= ~torch.isin(input_ids, candidate_token_ids.to(input_ids.device))
-        return scores.masked_fill_(excluded, torch.finfo(scores.dtype).min)
+            outside = ~torch.isin(input_ids, candidate_token_ids.to(input_ids.device))
+            scores.masked_fill_(outside, torch.finfo(scores.dtype).min)
+        return scores
+
+    def scores_of_token_ids(self, queries, token_ids, offset: float = 0.0):
+        """`(batch_size, k)` scores of each row's `token_ids` plus `offset`, exactly; special tokens and a token's
+        repeats after its first in the row score lowest."""
+        item_embeddings = self.bert4rec.embeddings.item_vectors()
+        scores = torch.einsum("bh,bkh->bk", queries, item_embeddings[token_ids]) + self.head.bias[token_ids]
+        scores = scores.float() + offset
+        repeated = (token_ids[:, :, None] == token_ids[:, None, :]).tril(-1).any(-1)
+        special = torch.isin(token_ids, token_ids.new_tensor(self.head.special_token_ids))
+        return scores.masked_fill_(repeated | special, torch.finfo(scores.dtype).min)
 
     def top_k_block_by_block(self, queries, seen, candidate_token_ids, top_k):
         """The exact top-k over the catalogue, `recommend_block_items` at a time; excluded items score lowest."""
@@ -197,15 +203,9 @@ class Bert4RecRecommendationMixin:
 
     def top_k_of_proposed(self, queries, proposed, seen, top_k):
         """The top-k of each row's `proposed` token ids, scored exactly; repeats and seen items score lowest."""
-        item_embeddings = self.bert4rec.embeddings.item_vectors()
-        scores = torch.einsum("bh,bkh->bk", queries, item_embeddings[proposed]) + self.head.bias[proposed]
-        scores = scores.float()
-        lowest = torch.finfo(scores.dtype).min
-        repeated = (proposed[:, :, None] == proposed[:, None, :]).tril(-1).any(-1)
-        special = torch.isin(proposed, proposed.new_tensor(self.head.special_token_ids))
-        scores.masked_fill_(repeated | special, lowest)
+        scores = self.scores_of_token_ids(queries, proposed)
         if seen is not None:
-            scores.masked_fill_((proposed[:, :, None] == seen[:, None, :]).any(-1), lowest)
+            scores.masked_fill_((proposed[:, :, None] == seen[:, None, :]).any(-1), torch.finfo(scores.dtype).min)
         scores, order = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
         return scores, proposed.gather(1, order)
 
