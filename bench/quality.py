@@ -9,8 +9,9 @@ each row alone on the machine: the budget is wall-clock time. A run's figures go
 (committed), so the table always holds every row's last run, whichever rows ran this time. Test set, leave-one-out:
 `full` ranks against all items with the user's items excluded, a target already in the history a miss (`history kept`:
 the same model with them left in; the one validation chose, which `recommend()` serves, in bold), `pop100` against 100
-popularity-sampled negatives; `repeats`: the test targets already in their history. The validation curve is the best validation NDCG@10 reached by each
-quarter of the run's training time: still rising at the last quarter means the budget cut it short.
+popularity-sampled negatives; `repeats`: the test targets already in their history. The validation curve is the best
+validation NDCG@10 reached by each quarter of the run's training time: still rising at the last quarter means the
+budget cut it short.
 """
 
 import argparse
@@ -106,6 +107,10 @@ def plus_minus(standard_error) -> str:
     return "" if standard_error is None else f" ± {standard_error:.4f}"
 
 
+def bold(text: str, on: bool) -> str:
+    return f"**{text}**" if on else text
+
+
 def chosen_cell(record: dict) -> str:
     """The recipe a row trained, and the race's validation NDCG@10 when the recipe was read from the data: cloze /
     causal, or where the run had attributes to race, every candidate's by name."""
@@ -137,14 +142,13 @@ def table(results: dict[str, dict]) -> str:
             refit += f" (race {len(race)} x {r['race_seconds_each'] / 60:.0f} min)"
         training = f"{minutes:.0f} min on {r['machine']}, {r['epochs']} epochs{refit}"
         curve = " / ".join(cell(v, 3) for v in r.get("validation_curve") or [])
-        # The rule recommend() serves by default (validation chose it) is the one in bold.
-        kept = r.get("exclude_seen_items") is False
-        excluded_ndcg = f"{cell(r['test_full_ndcg@10'])}{plus_minus(r.get('test_full_ndcg@10_se'))}"
-        kept_ndcg = f"{cell(r.get('test_history_kept_full_ndcg@10'))}" \
-                    f"{plus_minus(r.get('test_history_kept_full_ndcg@10_se'))}"
-        if "exclude_seen_items" in r:
-            kept_ndcg, excluded_ndcg = (f"**{kept_ndcg}**", excluded_ndcg) if kept else \
-                (kept_ndcg, f"**{excluded_ndcg}**")
+        # The rule recommend() serves by default (validation chose it) is the one in bold; runs before the choice
+        # was recorded have neither.
+        served = r.get("exclude_seen_items")
+        excluded_ndcg = bold(f"{cell(r['test_full_ndcg@10'])}{plus_minus(r.get('test_full_ndcg@10_se'))}",
+                             served is True)
+        kept_ndcg = bold(f"{cell(r.get('test_history_kept_full_ndcg@10'))}"
+                         f"{plus_minus(r.get('test_history_kept_full_ndcg@10_se'))}", served is False)
         repeats = "" if r.get("test_repeat_share") is None else f"{r['test_repeat_share']:.1%}"
         lines.append(f"| {row} | {repeats} | {chosen} | {cell(r.get('test_popularity_full_ndcg@10'))} | "
                      f"{excluded_ndcg} | {cell(r['test_full_hr@10'])} | "

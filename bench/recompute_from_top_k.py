@@ -46,6 +46,10 @@ def main():
     parser.add_argument("--batch_size", type=int, default=512)
     args = parser.parse_args()
 
+    if not (args.model / "all_results.json").is_file():
+        sys.exit(f"{args.model}: no all_results.json, so not a run's output directory (examples/train.py writes it)")
+    if not args.dataset.is_file():
+        sys.exit(f"{args.dataset}: no such file")
     report = json.loads((args.model / "all_results.json").read_text())
     sequences = {user: items for user, items in read_log(args.dataset).items() if len(items) >= 2}
     histories = [items[:-1] for items in sequences.values()]

@@ -1,7 +1,8 @@
 """What to do with the items already in a history, measured on a trained run: leave them all out (the field's
 protocol), keep them all, or something between, each chosen on validation and then tested.
 
-    python bench/repeat_policies.py --model outputs/quality/yelp-read-from-the-data --dataset ../shared/data/s3rec/Yelp.txt
+    python bench/repeat_policies.py --model outputs/quality/yelp-read-from-the-data \
+        --dataset ../shared/data/s3rec/Yelp.txt
 
 The run's own validation and test users (its recipe's `validation_users`, `max_length` and seed), ranked as a served
 top-k ranks them: an item left out cannot be hit, so a target left out is a miss. The policies:
@@ -15,6 +16,7 @@ Prints each policy's validation and test NDCG@10 and HR@10, then the one validat
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -69,9 +71,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="a run's output directory (examples/train.py)")
     parser.add_argument("--dataset", type=Path, required=True, help="the log the run trained on")
-    parser.add_argument("--seed", type=int, default=42, help="the run's --seed (it draws the validation users; train.py's default 42)")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="the run's --seed (it draws the validation users; train.py's default 42)")
     args = parser.parse_args()
 
+    for name in ("recipe.json", "all_results.json"):
+        if not (args.model / name).is_file():
+            sys.exit(f"{args.model}: no {name}, so not a run's output directory (examples/train.py writes it)")
+    if not args.dataset.is_file():
+        sys.exit(f"{args.dataset}: no such file")
     recipe = json.loads((args.model / "recipe.json").read_text())["recipe"]
     if "refit_epochs" in json.loads((args.model / "all_results.json").read_text()):
         print("note: this model was refit with the validation items in training, so its validation scores flatter it "

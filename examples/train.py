@@ -90,9 +90,9 @@ def main(argv=None):
     results = evaluate_next_item(best, data.tokenizer, validation, popularity=data.popularity, protocols=protocols,
                                  prefix="validation_", **evaluation)
     results.update(floor)
-    if served_ndcg(results) <= floor_ndcg:
+    if (served := served_ndcg(results)) <= floor_ndcg:
         accelerator.print(f"warning: the model does not beat popularity on validation (NDCG@10 "
-                          f"{served_ndcg(results):.4f} against {floor_ndcg:.4f}): recommending the most "
+                          f"{served:.4f} against {floor_ndcg:.4f}): recommending the most "
                           "popular items would serve these users better. Train longer, or try another recipe.")
     exclude_seen = results["exclude_seen_items"] = choose_exclude_seen(results, accelerator.print)
     boost = 0.0
